@@ -1,0 +1,1 @@
+"""Data: synthetic phantoms, real fixtures, the sample datastore and the Medical Decathlon."""
