@@ -28,12 +28,12 @@ def _coronal(a: np.ndarray, j: int) -> np.ndarray:
 
 
 def _centre(label: np.ndarray | None, shape) -> tuple[int, int]:
-    """Slices through the liver's centre of mass (the volume's centre without a liver)."""
+    """The coronal and axial slices that show the most liver, tumour weighing more (the volume's centre
+    without a label)."""
     if label is None or not (label > 0).any():
         return shape[1] // 2, shape[2] // 2
-    j = int(np.argmax((label > 0).sum(axis=(0, 2))))
-    k = int(np.argmax((label > 0).sum(axis=(0, 1))))
-    return j, k
+    weight = (label == 1) + 20.0 * (label == 2)
+    return int(np.argmax(weight.sum(axis=(0, 2)))), int(np.argmax(weight.sum(axis=(0, 1))))
 
 
 def montage(rows: Sequence[tuple[str, Path, Path | None]], out: Path, title: str | None = None) -> Path:

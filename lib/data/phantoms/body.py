@@ -93,7 +93,7 @@ class Body:
 def sample_body(rng: np.random.Generator) -> Body:
     """Built from the inside out: the cavity's size does not follow the patient's fat."""
     habitus = rng.uniform(0, 1)  # 0 thin, 1 obese
-    a_c = rng.uniform(108, 135)
+    a_c = rng.uniform(118, 145)
     ripple = tuple((float(rng.uniform(0, 0.02)), float(rng.uniform(0, 2 * np.pi))) for _ in range(3))
     z_wave = (float(rng.uniform(0.0, 0.03)), float(rng.uniform(400, 900)), float(rng.uniform(0, 2 * np.pi)))
     cavity = Outline(a_c, a_c * rng.uniform(0.7, 0.8), a_c * rng.uniform(0.6, 0.68), float(rng.uniform(2.2, 2.7)),

@@ -66,7 +66,7 @@ def sample_liver_shape(rng: np.random.Generator, body: Body) -> LiverShape:
     right_ax = (j(70 * s), j(min(88 * s, 0.8 * (b_c + body.cavity.b_post))), j(82 * s))
     right = Ellipsoid((-(a_c - 0.82 * right_ax[0]), j(6, 1.0), -j(72 * s)), right_ax,
                       rotation((rng.normal(0, 6), rng.normal(0, 6), rng.normal(-8, 6))))
-    left = Ellipsoid((j(18, 0.5), -j(0.42 * b_c), -j(38 * s)), (j(68 * s), j(42 * s), j(32 * s)),
+    left = Ellipsoid((j(8, 1.0), -j(0.42 * b_c), -j(38 * s)), (j(62 * s), j(42 * s), j(32 * s)),
                      rotation((rng.normal(-10, 6), rng.normal(12, 6), rng.normal(-10, 8))))
     medial = Ellipsoid((-j(28 * s), -j(0.35 * b_c), -j(78 * s)), (j(42 * s), j(38 * s), j(42 * s)))
     caudate = Ellipsoid((-j(12, 0.5), body.vb_y - j(34), -j(58 * s)), (j(24 * s), j(20 * s), j(34 * s)))
@@ -77,7 +77,7 @@ def sample_liver_shape(rng: np.random.Generator, body: Body) -> LiverShape:
     n = np.array([rng.uniform(0.25, 0.55), rng.uniform(0.35, 0.7), -1.0])
     n /= np.linalg.norm(n)
     anchor = np.array([-40 * s, 0.0, -132 * s * rng.uniform(0.95, 1.08)])
-    return LiverShape(tuple(lobes), float(rng.uniform(14, 24)), Waves.sample(rng, 7, (100, 240), 11.0, dims=3),
+    return LiverShape(tuple(lobes), float(rng.uniform(14, 24)), Waves.sample(rng, 7, (80, 220), 13.0, dims=3),
                       tuple(float(v) for v in n), float(n @ anchor), body)
 
 

@@ -137,10 +137,10 @@ def sample_organs(rng: np.random.Generator, body: Body, hilum: np.ndarray) -> Or
                       Tissue.BOWEL_WALL)
     bowel = [colon, duodenum]
     b_ant = body.cavity.b_ant
-    for _ in range(int(rng.integers(2, 4))):
-        lo = np.array([-a_c * 0.5, -b_ant * 0.8, -330.0])
-        hi = np.array([a_c * 0.5, max(front - 25, lo[1] + 20), z_hf - 20])
-        pts = _wander(rng, rng.uniform(lo, hi), int(rng.integers(8, 16)), 28.0, lo, hi)
+    for _ in range(int(rng.integers(4, 8))):  # small bowel: loops filling the lower abdomen
+        lo = np.array([-a_c * 0.55, -b_ant * 0.8, -340.0])
+        hi = np.array([a_c * 0.55, max(front - 25, lo[1] + 20), z_hf - 15])
+        pts = _wander(rng, rng.uniform(lo, hi), int(rng.integers(10, 20)), 25.0, lo, hi)
         bowel.append(Hollow(_path(pts, np.full(len(pts), rng.uniform(10, 14))), 2.5, float(rng.uniform(0, 0.4)),
                             Tissue.FLUID, 0.0, Tissue.BOWEL_WALL))
     texture = Waves.sample(rng, 8, (15, 40), 1.0)

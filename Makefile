@@ -1,0 +1,29 @@
+# Two commands on a fresh machine: `make serve` (the server on sample-data) and `make test`.
+# Both set up what is missing first: a virtual environment in .venv with requirements.txt installed.
+PYTHON ?= python3
+VENV ?= .venv
+HOST ?= 127.0.0.1
+PORT ?= 8000
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install serve test sample-data
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install -r requirements.txt
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+# The monailabel launcher runs whatever `python` comes first on PATH: put the venv's first.
+serve: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/monailabel start_server --app apps/liver_tumor --studies sample-data \
+		--host $(HOST) --port $(PORT)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+sample-data: $(STAMP)
+	$(BIN)/liver-tumor sample-data --out sample-data

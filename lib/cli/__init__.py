@@ -1,0 +1,1 @@
+"""The `liver-tumor` command-line tool."""
