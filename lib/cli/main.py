@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import NoReturn, Sequence
 
-from . import data_commands, decathlon
+from . import data_commands, decathlon, model_commands
 from .common import CliError
 
 
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     data_commands.register(sub)
     decathlon.register(sub)
+    model_commands.register(sub)
     return parser
 
 
@@ -34,7 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write("liver-tumor: interrupted\n")
         return 130
     except (CliError, ValueError, FileNotFoundError, NotADirectoryError, PermissionError, RuntimeError) as e:
-        sys.stderr.write(f"liver-tumor {args.command}: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}\n")
+        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        sys.stderr.write(f"liver-tumor {args.command}: error: {message}\n")
         return 2
     return 0
 

@@ -15,6 +15,7 @@ import nibabel as nib
 import numpy as np
 
 from .atomic import save_json, save_nifti
+from .nifti import nifti_image
 
 LITS_REQUIREMENT = "liver-ct-segmentation-package==1.6.0"
 LITS_WHEEL = "liver_ct_segmentation_package-1.6.0-py2.py3-none-any.whl"
@@ -93,13 +94,6 @@ class Fixture:
     info: dict
 
 
-def _nifti(array: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
-    img = nib.Nifti1Image(array, affine)
-    img.header.set_xyzt_units("mm", "sec")
-    img.set_qform(affine, code=1)
-    img.set_sform(affine, code=1)
-    return img
-
 
 def lits_fixture(wheel: Path) -> Fixture:
     image, label = read_lits_wheel(wheel)
@@ -112,7 +106,7 @@ def lits_fixture(wheel: Path) -> Fixture:
         "spacing_note": "nominal: the MRC header holds no spacing",
         "labels": {"background": 0, "liver": 1, "tumour": 2},
     }
-    return Fixture("lits_117", _nifti(image, affine), _nifti(label, affine), info)
+    return Fixture("lits_117", nifti_image(image, affine), nifti_image(label, affine), info)
 
 
 def shared_data_dir() -> Path | None:
@@ -154,8 +148,8 @@ def shared_fixtures(shared: Path) -> list[Fixture]:
     ct = nib.load(ts / "ct.nii.gz")
     silver = nib.load(ts / "ct_liver_silver.nii.gz")
     out.append(Fixture(
-        "totalseg_ct", _nifti(np.asanyarray(ct.dataobj).astype(np.int16), ct.affine),
-        _nifti(_reoriented_like(silver, ct.affine).astype(np.uint8), ct.affine),
+        "totalseg_ct", nifti_image(np.asanyarray(ct.dataobj).astype(np.int16), ct.affine),
+        nifti_image(_reoriented_like(silver, ct.affine).astype(np.uint8), ct.affine),
         {"id": "totalseg_ct", "source": "TotalSegmentator tests/reference_files (Apache-2.0)",
          "what": "abdomen and pelvis CT, 3 mm; label: silver-standard liver (TotalSegmentator output)",
          "labels": {"background": 0, "liver": 1}}))
@@ -164,7 +158,7 @@ def shared_fixtures(shared: Path) -> list[Fixture]:
     labels = nib.load(ts / "dicom_totalseg_labels.nii.gz")
     liver = (_reoriented_like(labels, affine) == 5).astype(np.uint8)
     out.append(Fixture(
-        "totalseg_dicom_slab", _nifti(np.rint(array).astype(np.int16), affine), _nifti(liver, affine),
+        "totalseg_dicom_slab", nifti_image(np.rint(array).astype(np.int16), affine), nifti_image(liver, affine),
         {"id": "totalseg_dicom_slab", "source": "TotalSegmentator tests/reference_files (Apache-2.0)",
          "what": "20-slice contrast CT slab of the upper abdomen, from its JPEG 2000 DICOM series; label: "
                  "TotalSegmentator liver (class 5)", "labels": {"background": 0, "liver": 1}}))
@@ -177,9 +171,9 @@ def shared_fixtures(shared: Path) -> list[Fixture]:
     seg_affine[:3, :3] = np.asarray(seg.direction) * np.asarray(seg.spacing)[None, :]
     seg_affine[:3, 3] = seg.origin
     seg_affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ seg_affine  # LPS to RAS
-    liver = _reoriented_like(_nifti(mask, seg_affine), affine)
+    liver = _reoriented_like(nifti_image(mask, seg_affine), affine)
     out.append(Fixture(
-        "dcmqi_liver_3slice", _nifti(np.rint(array).astype(np.int16), affine), _nifti(liver, affine),
+        "dcmqi_liver_3slice", nifti_image(np.rint(array).astype(np.int16), affine), nifti_image(liver, affine),
         {"id": "dcmqi_liver_3slice", "source": "QIICR/dcmqi data/segmentations (BSD-3-Clause)",
          "what": "three CT slices; label: the liver segment of the DICOM SEG liver.dcm",
          "labels": {"background": 0, "liver": 1}}))

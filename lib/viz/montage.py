@@ -50,7 +50,8 @@ def montage(rows: Sequence[tuple[str, Path, Path | None]], out: Path, title: str
             label = np.asanyarray(nib.as_closest_canonical(nib.load(str(label_path))).dataobj).astype(np.uint8)
         dx, dy, dz = img.header.get_zooms()[:3]
         j, k = _centre(label, data.shape)
-        for ax, view, aspect, where in ((ax_a, _axial, dy / dx, f"axial {k}"), (ax_c, _coronal, dz / dx, f"coronal {j}")):
+        views = ((ax_a, _axial, dy / dx, f"axial {k}"), (ax_c, _coronal, dz / dx, f"coronal {j}"))
+        for ax, view, aspect, where in views:
             idx = k if view is _axial else j
             ax.imshow(view(data, idx), cmap="gray", vmin=WINDOW[0], vmax=WINDOW[1], aspect=aspect,
                       interpolation="nearest")

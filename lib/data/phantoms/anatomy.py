@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .body import Body, paint_body, sample_body
+from .body import Body, paint_body
 from .canvas import Canvas, Waves
 from .liver import Liver, paint_gallbladder, paint_liver, sample_liver
 from .organs import Organs, paint_organs, sample_organs

@@ -28,7 +28,8 @@ class Outline:
     z_wave: tuple[float, float, float]  # amplitude, wavelength, phase
 
     def inset(self, lateral: float, anterior: float, posterior: float) -> "Outline":
-        return Outline(self.a - lateral, self.b_ant - anterior, self.b_post - posterior, self.p, self.ripple, self.z_wave)
+        return Outline(self.a - lateral, self.b_ant - anterior, self.b_post - posterior, self.p, self.ripple,
+                       self.z_wave)
 
     def rho2d(self, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
         """Normalised radius in the axial plane, before the z scaling (X (n,1,1), Y (1,m,1) -> (n,m,1))."""

@@ -127,7 +127,8 @@ def sample_liver(rng: np.random.Generator, body: Body) -> Liver:
         d = np.asarray(lobe.centre) - hilum
         _grow(rng, shape, hilum, d / np.linalg.norm(d), rng.uniform(5, 6.5), 5, portal)
     hepatic: list[Segment] = []
-    ivc_top = np.array([-body.vb_axes[0] * 1.05 - 4, front - 8, shape.body.dome_z(np.float32(-20), np.float32(front)) - 25])
+    ivc_top = np.array([-body.vb_axes[0] * 1.05 - 4, front - 8,
+                        shape.body.dome_z(np.float32(-20), np.float32(front)) - 25])
     for target in (shape.lobes[0].centre, shape.lobes[2].centre, shape.lobes[1].centre):
         d = np.asarray(target) - ivc_top + rng.normal(0, 10, 3)
         _grow(rng, shape, ivc_top + d / np.linalg.norm(d) * 8, d / np.linalg.norm(d), rng.uniform(5, 6.5), 4, hepatic)

@@ -83,7 +83,8 @@ def sample_organs(rng: np.random.Generator, body: Body, hilum: np.ndarray) -> Or
     r_ivc = rng.uniform(9, 12)
     x_ivc = -vx * rng.uniform(0.9, 1.2) - 4
     zs = np.arange(300, z_lo, -40.0)
-    ivc = _path(np.stack([np.full_like(zs, x_ivc), np.full_like(zs, front - r_ivc + 2), zs], 1), np.full(len(zs), r_ivc))
+    ivc = _path(np.stack([np.full_like(zs, x_ivc), np.full_like(zs, front - r_ivc + 2), zs], 1),
+                np.full(len(zs), r_ivc))
 
     z_panc = float(hilum[2] - rng.uniform(5, 20))
     confluence = np.array([rng.uniform(0, 12), front - rng.uniform(28, 36), z_panc])

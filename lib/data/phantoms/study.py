@@ -9,6 +9,7 @@ import nibabel as nib
 import numpy as np
 
 from ..atomic import save_json, save_nifti
+from ..nifti import nifti_image
 from .acquisition import Acquisition, Grid, grid_for, sample_acquisition
 from .anatomy import Anatomy, sample_anatomy
 from .body import sample_body
@@ -86,23 +87,19 @@ def orient(array: np.ndarray, affine: np.ndarray, code: str) -> tuple[np.ndarray
     return np.ascontiguousarray(out), affine @ nib.orientations.inv_ornt_aff(transform, array.shape)
 
 
-def _nifti(array: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
-    img = nib.Nifti1Image(array, affine)
-    img.header.set_xyzt_units("mm", "sec")
-    img.set_qform(affine, code=1)
-    img.set_sform(affine, code=1)
-    return img
-
 
 def generate_study(seed: int, index: int, preset: str = "small", with_tissue: bool = False,
                    phase: str | None = None, orientation: str | None = None) -> Study:
     anatomy, acq, lut = plan(seed, index, phase, orientation)
     grid = grid_for(acq, preset)
-    out = render(anatomy, acq, grid, lut, _rng(seed, index, NOISE, len(preset)), with_tissue)
+    noise = _rng(seed, index, NOISE, len(preset))  # presets have names of different lengths: their own noise
+    out = render(anatomy, acq, grid, lut, noise, with_tissue)
     affine = affine_lps_to_ras(grid, acq)
     image, final_affine = orient(out.image, affine, acq.orientation)
     label, _ = orient(out.label, affine, acq.orientation)
-    tissue = _nifti(orient(out.tissue, affine, acq.orientation)[0], final_affine) if out.tissue is not None else None
+    tissue = None
+    if out.tissue is not None:
+        tissue = nifti_image(orient(out.tissue, affine, acq.orientation)[0], final_affine)
 
     voxel_ml = float(np.prod(grid.spacing)) / 1000.0
     liver_hu = float(lut[Tissue.LIVER])
@@ -143,7 +140,7 @@ def generate_study(seed: int, index: int, preset: str = "small", with_tissue: bo
         "tumour_count": len(tumours),
         "tumours": tumours,
     }
-    return Study(params["id"], _nifti(image, final_affine), _nifti(label, final_affine), params, tissue)
+    return Study(params["id"], nifti_image(image, final_affine), nifti_image(label, final_affine), params, tissue)
 
 
 def study_paths(out_dir: Path, sid: str) -> dict[str, Path]:

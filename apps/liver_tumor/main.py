@@ -1,0 +1,116 @@
+"""The liver_tumor MONAI Label app: `monailabel start_server --app apps/liver_tumor --studies sample-data`.
+
+As in MONAI Label's sample apps, each model is one TaskConfig in lib/configs (the model's name is its module's
+name); this file wires them into the server and turns unusable requests into 4xx answers that name the problem.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from typing import Any
+
+import monailabel
+from monailabel.config import settings as monailabel_settings
+from monailabel.interfaces.app import MONAILabelApp
+from monailabel.interfaces.config import TaskConfig
+from monailabel.interfaces.datastore import Datastore
+from monailabel.tasks.activelearning.first import First
+from monailabel.tasks.activelearning.random import Random
+from monailabel.utils.others.class_utils import get_class_names
+
+import lib.configs
+from lib.datastore import CheckedLocalDatastore, check_id
+from lib.errors import NotFound
+from lib.infers.batch import BatchInfer
+
+logger = logging.getLogger(__name__)
+
+
+def _uploaded(path: str) -> bool:
+    """A file that MONAI Label's endpoints wrote for this request (an upload, or a session's image)."""
+    real = os.path.realpath(path)
+    roots = [tempfile.gettempdir(), monailabel_settings.MONAI_LABEL_SESSION_PATH or ""]
+    return os.path.isfile(real) and any(r and real.startswith(os.path.realpath(r) + os.sep) for r in roots)
+
+
+class LiverTumorApp(MONAILabelApp):
+    def __init__(self, app_dir: str, studies: str, conf: dict[str, str]):
+        self.model_dir = os.path.join(app_dir, "model")
+        self.models: dict[str, TaskConfig] = {}
+        for c in sorted(get_class_names(lib.configs, "TaskConfig")):
+            name = c.split(".")[-2].lower()
+            module, cls = c.rsplit(".", 1)
+            config: TaskConfig = getattr(__import__(module, fromlist=[cls]), cls)()
+            config.init(name, self.model_dir, conf, None)
+            self.models[name] = config
+        super().__init__(
+            app_dir=app_dir,
+            studies=studies,
+            conf=conf,
+            name="Liver and liver-tumour CT segmentation",
+            description="3D UNet segmenting the liver and liver tumours in abdominal CT, with active learning",
+            version=monailabel.__version__,
+        )
+
+    # ---- wiring
+    def init_datastore(self) -> Datastore:
+        if self.studies.startswith(("http://", "https://")):
+            return super().init_datastore()
+        return CheckedLocalDatastore(
+            self.studies,
+            extensions=monailabel_settings.MONAI_LABEL_DATASTORE_FILE_EXT,
+            auto_reload=monailabel_settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
+            read_only=monailabel_settings.MONAI_LABEL_DATASTORE_READ_ONLY,
+        )
+
+    def init_infers(self):
+        return {name: config.infer() for name, config in self.models.items()}
+
+    def init_trainers(self):
+        return {name: config.trainer() for name, config in self.models.items()}
+
+    def init_batch_infer(self):
+        return BatchInfer()
+
+    def init_strategies(self):
+        strategies = {"random": Random(), "first": First()}
+        for config in self.models.values():
+            strategies.update(config.strategy() or {})
+        return strategies
+
+    def init_scoring_methods(self):
+        methods = {}
+        for config in self.models.values():
+            methods.update(config.scoring_method() or {})
+        return methods
+
+    # ---- requests: unknown names are 404s, unusable input 422s (MONAI Label would answer 500)
+    def infer(self, request: dict[str, Any], datastore=None):
+        model = request.get("model")
+        if model not in self._infers:
+            raise NotFound(f"no model {model!r}: available are {', '.join(self._infers)}")
+        image = request.get("image")
+        if isinstance(image, str) and not _uploaded(image):
+            check_id(image)  # an id, not a path: nothing outside the datastore is read
+            if image not in (datastore or self.datastore()).list_images():
+                raise NotFound(f"no image {image!r} in the datastore")
+        return super().infer(request, datastore)
+
+    def train(self, request: dict[str, Any]):
+        if request.get("model") not in self._trainers:
+            raise NotFound(f"no trainable model {request.get('model')!r}: available are {', '.join(self._trainers)}")
+        return super().train(request)
+
+    def next_sample(self, request: dict[str, Any]):
+        strategy = request.get("strategy") or "random"
+        if strategy not in self._strategies:
+            raise NotFound(f"no strategy {strategy!r}: available are {', '.join(self._strategies)}")
+        return super().next_sample(request)
+
+    def scoring(self, request: dict[str, Any], datastore=None):
+        if request.get("method") not in self._scoring_methods:
+            raise NotFound(f"no scoring method {request.get('method')!r}: available are "
+                           f"{', '.join(self._scoring_methods)}")
+        return super().scoring(request, datastore)

@@ -1,0 +1,1 @@
+"""Benchmarks and the measurements they share."""

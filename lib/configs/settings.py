@@ -1,0 +1,121 @@
+"""Every option the app reads from `--conf KEY VALUE`, typed, with its default and meaning, parsed once.
+
+MONAI Label hands an app its `--conf` pairs as strings. They are parsed here, once, into one frozen object;
+an unknown value fails the start with a message naming the option. The README's option table is this file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+APP_DIR = Path(__file__).resolve().parents[2] / "apps" / "liver_tumor"
+DEMO_CHECKPOINT = APP_DIR / "pretrained" / "liver_tumor_phantoms.pt"
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- model
+    pretrained_path: str = field(default=str(DEMO_CHECKPOINT), metadata={
+        "help": "checkpoint to start from: a state dict, one nested under 'model', or TorchScript (Clara, MONAI "
+                "bundle); 'none' for no pretrained model. Default: the demo checkpoint, trained on synthetic "
+                "phantoms only"})
+    spacing: tuple[float, float, float] = field(default=(1.0, 1.0, 1.0), metadata={
+        "help": "working voxel spacing in mm (the model's)"})
+    dropout: float = field(default=0.2, metadata={"help": "dropout of the UNet (used for MC-dropout uncertainty)"})
+    # --- inference
+    roi_size: tuple[int, int, int] = field(default=(160, 160, 160), metadata={
+        "help": "sliding-window size in voxels; per request: roi_size"})
+    sw_overlap: float = field(default=0.25, metadata={"help": "sliding-window overlap; per request: sw_overlap"})
+    sw_batch_size: int = field(default=1, metadata={"help": "windows per forward pass; per request: sw_batch_size"})
+    amp: bool = field(default=True, metadata={"help": "mixed precision on CUDA (inference and training)"})
+    tumour_margin_mm: float = field(default=5.0, metadata={
+        "help": "tumour is kept only within this distance of the liver"})
+    min_tumour_ml: float = field(default=0.02, metadata={"help": "tumour components smaller than this are removed"})
+    # --- training (defaults of a train request; each can be overridden per request)
+    max_epochs: int = field(default=50, metadata={"help": "epochs per training run"})
+    crop_size: int = field(default=96, metadata={"help": "edge of the random training crops (voxels)"})
+    crops_per_volume: int = field(default=4, metadata={"help": "random crops drawn from each volume per step"})
+    learning_rate: float = field(default=5e-4, metadata={"help": "Adam learning rate"})
+    loss: str = field(default="dice", metadata={"help": "dice or dicece (Dice plus cross-entropy)"})
+    val_split: float = field(default=0.2, metadata={"help": "fraction of the labelled studies held out to validate"})
+    decathlon_dir: str = field(default="", metadata={
+        "help": "a Task03_Liver folder whose labelled cases are added to the training data (empty: none)"})
+    # --- active learning
+    mc_samples: int = field(default=5, metadata={"help": "MC-dropout passes per study for the uncertainty strategy"})
+    uncertainty_spacing: tuple[float, float, float] = field(default=(2.0, 2.0, 2.0), metadata={
+        "help": "voxel spacing (mm) at which uncertainty is computed; coarser is cheaper"})
+
+    @classmethod
+    def from_conf(cls, conf: Mapping[str, str] | None) -> "Settings":
+        """Parse MONAI Label's --conf strings; keys this app does not read are left to MONAI Label."""
+        conf = conf or {}
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name in conf and conf[f.name] is not None:
+                values[f.name] = _parse(f.name, str(conf[f.name]), f.default)
+        s = cls(**values)
+        s.validate()
+        return s
+
+    def validate(self) -> None:
+        if self.loss not in ("dice", "dicece"):
+            raise ValueError(f"--conf loss must be dice or dicece, got {self.loss!r}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"--conf dropout must be in [0, 1), got {self.dropout}")
+        if not 0 <= self.sw_overlap < 1:
+            raise ValueError(f"--conf sw_overlap must be in [0, 1), got {self.sw_overlap}")
+        if not 0 < self.val_split < 1:
+            raise ValueError(f"--conf val_split must be in (0, 1), got {self.val_split}")
+        for name in ("spacing", "uncertainty_spacing"):
+            if any(v <= 0 for v in getattr(self, name)):
+                raise ValueError(f"--conf {name} must be positive, got {getattr(self, name)}")
+        for name in ("roi_size",):
+            if any(v < 16 or v % 16 for v in getattr(self, name)):
+                raise ValueError(f"--conf {name} must be multiples of 16, got {getattr(self, name)}")
+        for name in ("sw_batch_size", "max_epochs", "crop_size", "crops_per_volume", "mc_samples"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--conf {name} must be at least 1, got {getattr(self, name)}")
+
+    @property
+    def pretrained(self) -> Path | None:
+        return None if self.pretrained_path.lower() in ("", "none") else Path(self.pretrained_path)
+
+    @staticmethod
+    def documentation() -> list[tuple[str, str, str]]:
+        """(option, default, meaning) for the README."""
+        rows = []
+        for f in dataclasses.fields(Settings):
+            default = f.default
+            if f.name == "pretrained_path":
+                default = "the demo checkpoint"
+            elif isinstance(default, tuple):
+                default = ",".join(str(v) for v in default)
+            elif isinstance(default, bool):
+                default = str(default).lower()
+            elif default == "":
+                default = "(empty)"
+            rows.append((f.name, str(default), f.metadata["help"]))
+        return rows
+
+
+def _parse(name: str, text: str, default: Any) -> Any:
+    try:
+        if isinstance(default, bool):
+            low = text.strip().lower()
+            if low not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return low in ("true", "1", "yes")
+        if isinstance(default, tuple):
+            parts = [p for p in text.replace("[", "").replace("]", "").replace(" ", "").split(",") if p]
+            if len(parts) == 1:
+                parts = parts * len(default)
+            if len(parts) != len(default):
+                raise ValueError
+            return tuple(type(default[0])(p) for p in parts)
+        return type(default)(text)
+    except ValueError:
+        raise ValueError(f"--conf {name}: cannot read {text!r} as {type(default).__name__}"
+                         f"{' of ' + str(len(default)) if isinstance(default, tuple) else ''}") from None

@@ -1,0 +1,1 @@
+"""Scoring methods: numbers per study that MONAI Label stores in the datastore."""

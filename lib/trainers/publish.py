@@ -1,0 +1,105 @@
+"""After each validation: record the epoch's numbers, and publish the model when it beats the one in use.
+
+MONAI Label's own publisher copies the run's best checkpoint over the published one with shutil.copy (a reader
+can see half a file) and publishes a run's first epoch even when it is worse than the model already serving.
+This one writes atomically, and when fine-tuning it first measures the serving model on the same validation
+data, so that only a better model replaces it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from monai.engines.workflow import Engine, Events
+from monailabel.tasks.train.handler import prepare_stats
+
+from ..data.atomic import write_atomic
+from ..model.checkpoint import save_state_dict
+
+
+def _finite(v: Any) -> Any:
+    if isinstance(v, torch.Tensor):
+        v = v.tolist()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, list):
+        return [_finite(x) for x in v]
+    return v
+
+
+class PublishBest:
+    def __init__(self, stats_path: str, publish_path: str | None, trainer: Engine, evaluator: Engine | None,
+                 network: torch.nn.Module, start_ts: float, key_metric: str, card: dict, measure_baseline: bool):
+        self.stats_path, self.publish_path = stats_path, publish_path
+        self.trainer, self.evaluator, self.network = trainer, evaluator, network
+        self.start_ts, self.key_metric, self.card = start_ts, key_metric, card
+        self.measure_baseline = measure_baseline
+        self.best = -math.inf
+        self.baseline: float | None = None
+        self.published_epoch: int | None = None
+        self.history: list[dict] = []
+        self._losses: list[float] = []
+        self._epoch_start = time.time()
+
+    def attach(self) -> None:
+        self.trainer.add_event_handler(Events.STARTED, self._baseline)
+        self.trainer.add_event_handler(Events.EPOCH_STARTED, self._epoch_started)
+        self.trainer.add_event_handler(Events.ITERATION_COMPLETED, self._iteration)
+        target = self.evaluator if self.evaluator is not None else self.trainer
+        target.add_event_handler(Events.EPOCH_COMPLETED, self._after_validation)
+
+    def _baseline(self, engine: Engine) -> None:
+        """Fine-tuning starts from the serving model: its score on this validation data is the bar to beat."""
+        if self.measure_baseline and self.evaluator is not None:
+            self.evaluator.run()
+            self.baseline = self._metric(self.evaluator)
+            self.best = self.baseline if self.baseline is not None else -math.inf
+            self.history.clear()
+
+    def _epoch_started(self, engine: Engine) -> None:
+        self._epoch_start, self._losses = time.time(), []
+
+    def _iteration(self, engine: Engine) -> None:
+        out = engine.state.output
+        out = out[0] if isinstance(out, list) else out
+        if isinstance(out, dict) and "loss" in out:
+            self._losses.append(float(out["loss"]))
+
+    def _metric(self, engine: Engine) -> float | None:
+        v = _finite(engine.state.metrics.get(self.key_metric))
+        return v if isinstance(v, float) else None
+
+    def _after_validation(self, engine: Engine) -> None:
+        epoch = self.trainer.state.epoch
+        if epoch == 0:  # the baseline run of the evaluator
+            return
+        metrics = {k: _finite(v) for k, v in (self.evaluator or self.trainer).state.metrics.items()}
+        score = self._metric(self.evaluator or self.trainer)
+        published = False
+        if self.publish_path and score is not None and score > self.best:
+            self.best = score
+            self.published_epoch = epoch
+            save_state_dict(self.network, Path(self.publish_path),
+                            meta={**self.card, "epoch": epoch, "metrics": metrics, "published_ts": int(time.time())})
+            published = True
+        self.history.append({
+            "epoch": epoch,
+            "loss": sum(self._losses) / len(self._losses) if self._losses else None,
+            **metrics,
+            "seconds": round(time.time() - self._epoch_start, 1),
+            "published": published,
+        })
+        self.write_stats()
+
+    def write_stats(self) -> dict:
+        stats = prepare_stats(self.start_ts, self.trainer, self.evaluator)
+        stats.update({"history": self.history, "baseline_metric": self.baseline, "best_metric": _finite(self.best),
+                      "published_epoch": self.published_epoch})
+        stats = json.loads(json.dumps(stats, default=_finite).replace("NaN", "null"))
+        write_atomic(Path(self.stats_path), lambda p: Path(p).write_text(json.dumps(stats, indent=1)))
+        return stats

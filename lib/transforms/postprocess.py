@@ -1,0 +1,61 @@
+"""Anatomical clean-up of a liver/tumour label: one liver, tumour only in and around it, no specks."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from monai.transforms import KeepLargestConnectedComponent, MapTransform
+from scipy import ndimage
+
+FULL_CONNECTIVITY = np.ones((3, 3, 3), bool)
+
+
+def clean_label(label: np.ndarray, spacing: tuple[float, float, float], margin_mm: float, min_tumour_ml: float
+                ) -> np.ndarray:
+    """label: (X, Y, Z) with 0/1/2. The liver is the liver found in the largest connected component of liver and
+    tumour together (a large tumour does not split it in two); each tumour component, anywhere, is kept when it
+    lies within margin_mm of that liver and holds at least min_tumour_ml. A removed tumour becomes liver where
+    the liver encloses it, background elsewhere."""
+    label = np.asarray(label).astype(np.uint8)
+    if not (label > 0).any():
+        return label
+    keep = KeepLargestConnectedComponent(applied_labels=[1, 2], is_onehot=False, independent=False)
+    largest = np.asarray(keep(torch.tensor(label[None])))[0] > 0  # a copy: the transform works in place
+    liver = (label == 1) & largest
+    out = liver.astype(np.uint8)
+    # MONAI filters components by size, not by their distance to another class: that part is done here
+    components, n = ndimage.label(label == 2, structure=FULL_CONNECTIVITY)
+    if n == 0 or not liver.any():
+        return out
+    index = np.arange(1, n + 1)
+    distance = ndimage.distance_transform_edt(~liver, sampling=spacing)
+    near = np.asarray(ndimage.minimum(distance, components, index)) <= margin_mm
+    volume_ml = np.bincount(components.ravel(), minlength=n + 1)[1:] * float(np.prod(spacing)) / 1000.0
+    kept = np.zeros(n + 1, bool)
+    kept[1:] = near & (volume_ml >= min_tumour_ml)
+    tumour = kept[components]
+    out[tumour] = 2
+    enclosed = ndimage.binary_fill_holes(out > 0) & (label == 2) & ~tumour
+    out[enclosed] = 1
+    return out
+
+
+class LiverTumorPostprocessd(MapTransform):
+    """clean_label on a (1, X, Y, Z) label, in its own voxel spacing; the MetaTensor's geometry is kept."""
+
+    def __init__(self, key: str, margin_mm: float, min_tumour_ml: float) -> None:
+        super().__init__(keys=[key])
+        self.margin_mm, self.min_tumour_ml = margin_mm, min_tumour_ml
+
+    def __call__(self, data):
+        d = dict(data)
+        for key in self.key_iterator(d):
+            pred = d[key]
+            spacing = tuple(float(s) for s in pred.pixdim[:3]) if isinstance(pred, MetaTensor) else (1.0,) * 3
+            cleaned = clean_label(np.asarray(torch.as_tensor(pred)[0].cpu()), spacing, self.margin_mm,
+                                  self.min_tumour_ml)
+            tensor = torch.as_tensor(cleaned[None])
+            d[key] = MetaTensor(tensor, meta=pred.meta, applied_operations=pred.applied_operations) \
+                if isinstance(pred, MetaTensor) else tensor
+        return d

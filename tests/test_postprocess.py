@@ -1,0 +1,49 @@
+"""Post-processing and reporting of a label, on arrays with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lib.transforms.postprocess import clean_label
+from lib.transforms.report import lesion_report
+
+
+def test_one_liver_tumour_near_it_no_specks():
+    label = np.zeros((60, 60, 40), np.uint8)
+    label[10:40, 10:40, 5:30] = 1                 # the liver
+    label[20:26, 20:26, 10:16] = 2                # a tumour inside it (216 voxels)
+    label[38:44, 15:20, 10:15] = 2                # a tumour bulging out of its surface
+    label[50:55, 50:55, 30:35] = 1                # a stray liver blob far away
+    label[52:56, 5:9, 5:9] = 2                    # a tumour far from the liver (15 mm at 1 mm voxels)
+    label[30, 30, 20] = 2                         # a one-voxel speck inside the liver
+    out = clean_label(label, (1.0, 1.0, 1.0), margin_mm=5.0, min_tumour_ml=0.01)
+    assert out[50:55, 50:55, 30:35].max() == 0    # not the largest component
+    assert (out[20:26, 20:26, 10:16] == 2).all()
+    assert (out[38:44, 15:20, 10:15] == 2).all()  # within the margin: kept
+    assert out[52:56, 5:9, 5:9].max() == 0        # far from the liver: removed
+    assert out[30, 30, 20] == 1                   # a speck inside the liver becomes liver
+    assert (out > 0).sum() == (label[:45, :45, :] > 0).sum()  # the liver and its tumours, all kept
+
+
+def test_margin_and_speck_size_are_in_millimetres():
+    label = np.zeros((40, 40, 40), np.uint8)
+    label[5:25, 5:25, 5:25] = 1
+    label[27:29, 10:12, 10:12] = 2                # a gap of 2 voxels beyond the liver
+    coarse = clean_label(label, (3.0, 3.0, 3.0), margin_mm=5.0, min_tumour_ml=0.01)  # 9 mm away: removed
+    fine = clean_label(label, (1.0, 1.0, 1.0), margin_mm=5.0, min_tumour_ml=0.001)   # 3 mm away: kept
+    assert coarse[27:29, 10:12, 10:12].max() == 0 and (fine[27:29, 10:12, 10:12] == 2).all()
+    small = clean_label(label, (1.0, 1.0, 1.0), margin_mm=5.0, min_tumour_ml=0.01)   # 8 voxels = 0.008 mL
+    assert small[27:29, 10:12, 10:12].max() == 0
+
+
+def test_report_measures_the_returned_grid():
+    label = np.zeros((30, 30, 20), np.uint8)
+    label[5:25, 5:25, 2:18] = 1
+    label[8:12, 8:12, 5:9] = 2
+    label[15:17, 15:17, 10:12] = 2
+    affine = np.diag([0.8, 0.8, 2.5, 1.0])
+    r = lesion_report(label, affine)
+    voxel = 0.8 * 0.8 * 2.5 / 1000
+    assert r["tumour_count"] == 2
+    assert r["lesion_volumes_ml"] == [round(64 * voxel, 3), round(8 * voxel, 3)]
+    assert r["liver_volume_ml"] == round((20 * 20 * 16 - 72) * voxel, 2)
