@@ -52,6 +52,8 @@ def server(tmp_path_factory):
 
     settings.MONAI_LABEL_APP_DIR, settings.MONAI_LABEL_STUDIES = env["MONAI_LABEL_APP_DIR"], env["MONAI_LABEL_STUDIES"]
     settings.MONAI_LABEL_APP_CONF = CONF
+    # the settings object was built when monailabel was first imported, before this env
+    settings.MONAI_LABEL_AUTO_UPDATE_SCORING = False
     from monailabel.app import app
     from monailabel.interfaces.utils.app import app_instance
 

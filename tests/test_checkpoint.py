@@ -71,7 +71,9 @@ def test_files_that_are_not_checkpoints(tmp_path, content, message):
 
 
 def test_the_app_refuses_to_start_with_an_incompatible_checkpoint(tmp_path):
+    # imported here, with the config: the app tests reload `lib` from the app's folder, and the class must match
     from lib.configs.liver_tumor import LiverTumor
+    from lib.model.checkpoint import CheckpointError
 
     torch.save({"model": {"weight": torch.zeros(3)}}, tmp_path / "bad.pt")
     with pytest.raises(CheckpointError, match="bad.pt does not fit"):

@@ -23,10 +23,9 @@ from lib.configs.settings import DEMO_CHECKPOINT
 
 from .conftest import ROOT
 
-# The demo checkpoint scores a mean liver Dice of about 0.9 on held-out phantoms (its card, and the README);
-# the sample studies are held out from its training too. 0.8 leaves room for the hardest sample study while
-# failing on anything misaligned (a label that does not overlay its image scores far below that).
-LIVER_DICE_THRESHOLD = 0.8
+# The demo checkpoint's liver Dice on the 8 unlabelled sample studies (any of which `random` may pick) is 0.75 to
+# 0.95 (phantom_2026_008 lowest; README); a label that does not overlay its image scores far below 0.7.
+LIVER_DICE_THRESHOLD = 0.7
 
 
 def free_port() -> int:
@@ -45,7 +44,9 @@ def running_server(tmp_path_factory):
     shutil.copytree(ROOT / "apps" / "liver_tumor", app_dir, ignore=shutil.ignore_patterns("model", "__pycache__"))
     port = free_port()
     bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    # MONAI Label rescores every study in the background after each pick and training: here that only competes for CPU
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+           "MONAI_LABEL_AUTO_UPDATE_SCORING": "false"}
     conf = ["--conf", "pretrained_path", str(DEMO_CHECKPOINT), "--conf", "crops_per_volume", "2",
             "--conf", "crop_size", "64"]
     log = open(root / "server.log", "w")
@@ -100,7 +101,7 @@ def test_slicer_sequence(running_server):
     started = client.train_start("liver_tumor", {"max_epochs": 1, "pretrained": False, "seed": 0})
     assert started.get("status") in ("SUBMITTED", "RUNNING"), started
     deadline = time.time() + 900
-    while client.train_status(check_if_running=True):
+    while client.train_status()["status"] in ("SUBMITTED", "RUNNING"):  # a task is SUBMITTED before it runs
         assert time.time() < deadline, "training did not finish"
         time.sleep(3)
     assert client.train_status()["status"] == "DONE", client.train_status()

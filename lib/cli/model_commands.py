@@ -18,6 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=DEMO_CHECKPOINT, help=f"checkpoint to write (default {DEMO_CHECKPOINT})")
     p.add_argument("--epochs", type=positive_int, default=None, help="training epochs (default: the recipe's)")
     p.add_argument("--jobs", type=positive_int, default=2, help="phantoms made in parallel")
+    p.add_argument("--spacing", type=float, default=None, help="working spacing in mm (default: the recipe's 1.0)")
+    p.add_argument("--data", type=Path, default=None, help="reuse the phantoms of an earlier --work folder")
     p.set_defaults(run=run_demo_model)
 
 
@@ -25,5 +27,5 @@ def run_demo_model(args: argparse.Namespace) -> None:
     from ..trainers.demo import make_demo_model
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    card = make_demo_model(args.work, args.out, args.epochs, args.jobs)
+    card = make_demo_model(args.work, args.out, args.epochs, args.jobs, args.spacing, args.data)
     print(json.dumps({k: card[k] for k in ("trained_on", "heldout", "train_seconds")}, indent=1, default=str))

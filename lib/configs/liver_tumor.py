@@ -4,6 +4,7 @@ scoring tasks."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,10 @@ class LiverTumor(TaskConfig):
                 load_network(pretrained, self.settings.dropout)  # fails the start, naming what does not fit
         self.pretrained = pretrained
         self.published = Path(model_dir) / f"{name}.pt"
+        card_spacing = read_card(Path(self.current_model()) if self.current_model() else None).get("spacing_mm")
+        if "spacing" not in (conf or {}) and card_spacing:
+            # a checkpoint's card records the spacing it was trained at: use it unless told otherwise
+            self.settings = replace(self.settings, spacing=tuple(float(v) for v in card_spacing))
         self.path = [str(pretrained) if pretrained else None, str(self.published)]
         self.scorer = UncertaintyScorer(self.settings, self.current_model)
 

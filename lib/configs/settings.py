@@ -23,7 +23,7 @@ class Settings:
                 "bundle); 'none' for no pretrained model. Default: the demo checkpoint, trained on synthetic "
                 "phantoms only"})
     spacing: tuple[float, float, float] = field(default=(1.0, 1.0, 1.0), metadata={
-        "help": "working voxel spacing in mm (the model's)"})
+        "help": "working voxel spacing in mm; when not given, the one on the model's card (1.0 for the demo)"})
     dropout: float = field(default=0.2, metadata={"help": "dropout of the UNet (used for MC-dropout uncertainty)"})
     # --- inference
     roi_size: tuple[int, int, int] = field(default=(160, 160, 160), metadata={
@@ -38,6 +38,9 @@ class Settings:
     max_epochs: int = field(default=50, metadata={"help": "epochs per training run"})
     crop_size: int = field(default=96, metadata={"help": "edge of the random training crops (voxels)"})
     crops_per_volume: int = field(default=4, metadata={"help": "random crops drawn from each volume per step"})
+    crop_ratios: str = field(default="", metadata={
+        "help": "empty: crops centred on foreground or background 1:1 (the seed's); or background,liver,tumour "
+                "ratios such as 1,1,2 to centre more crops on tumour"})
     learning_rate: float = field(default=5e-4, metadata={"help": "Adam learning rate"})
     loss: str = field(default="dice", metadata={"help": "dice or dicece (Dice plus cross-entropy)"})
     val_split: float = field(default=0.2, metadata={"help": "fraction of the labelled studies held out to validate"})
@@ -61,6 +64,8 @@ class Settings:
         return s
 
     def validate(self) -> None:
+        if self.crop_ratios and not _ratios(self.crop_ratios):
+            raise ValueError(f"--conf crop_ratios must be three non-negative numbers, got {self.crop_ratios!r}")
         if self.loss not in ("dice", "dicece"):
             raise ValueError(f"--conf loss must be dice or dicece, got {self.loss!r}")
         if not 0 <= self.dropout < 1:
@@ -99,6 +104,19 @@ class Settings:
                 default = "(empty)"
             rows.append((f.name, str(default), f.metadata["help"]))
         return rows
+
+
+def _ratios(text: str) -> tuple[float, float, float] | None:
+    """'1,1,2' -> (1.0, 1.0, 2.0); None when it is not three non-negative numbers with a positive sum."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        return None
+    return values if len(values) == 3 and min(values) >= 0 and sum(values) > 0 else None  # type: ignore
+
+
+def crop_ratios(text: str) -> tuple[float, float, float] | None:
+    return _ratios(text) if text else None
 
 
 def _parse(name: str, text: str, default: Any) -> Any:

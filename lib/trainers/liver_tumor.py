@@ -24,6 +24,7 @@ from monai.transforms import (
     AsDiscreted,
     EnsureTyped,
     LoadImaged,
+    RandCropByLabelClassesd,
     RandCropByPosNegLabeld,
     RandFlipd,
     RandRotate90d,
@@ -34,7 +35,7 @@ from monai.utils import set_determinism
 from monailabel.interfaces.datastore import Datastore
 from monailabel.tasks.train.basic_train import BasicTrainTask, Context
 
-from ..configs.settings import Settings
+from ..configs.settings import Settings, crop_ratios
 from ..data.decathlon import datalist as decathlon_datalist
 from ..errors import InvalidInput
 from ..infers.autocast import AutocastInferer, autocast_dtype
@@ -73,12 +74,14 @@ class LiverTumorTrain(BasicTrainTask):
                 "loss": ["dice", "dicece"] if settings.loss == "dice" else ["dicece", "dice"],
                 "crop_size": settings.crop_size,
                 "crops_per_volume": settings.crops_per_volume,
+                "crop_ratios": settings.crop_ratios,
                 "dataset": ["CacheDataset", "Dataset", "PersistentDataset"],
                 "dataloader": ["ThreadDataLoader", "DataLoader"],
                 # MLflow (MONAI Label's default when tracking is on) no longer takes a file store: off by default
                 "tracking": ["None", "mlflow"],
                 "cpu_bf16": torch.ops.mkldnn._is_mkldnn_bf16_supported(),
                 "decathlon_dir": settings.decathlon_dir,
+                "val_interval": 1,
                 "seed": -1,
             },
             amp=settings.amp and torch.cuda.is_available(),
@@ -95,6 +98,9 @@ class LiverTumorTrain(BasicTrainTask):
             req[key] = value[0] if isinstance(value, list) else value
         if req["loss"] not in ("dice", "dicece"):
             raise InvalidInput(f"loss must be dice or dicece, got {req['loss']!r}")
+        if req.get("crop_ratios") and not crop_ratios(str(req["crop_ratios"])):
+            raise InvalidInput(f"crop_ratios must be three non-negative numbers, got {req['crop_ratios']!r}")
+        self._val_interval = int(req.get("val_interval", self._config["val_interval"]))
         seed = int(req.get("seed", -1))
         if seed >= 0:
             set_determinism(seed=seed)
@@ -137,14 +143,21 @@ class LiverTumorTrain(BasicTrainTask):
 
     # ---- data
     def train_pre_transforms(self, context: Context):
-        size = int(context.request.get("crop_size"))
+        size = (int(context.request.get("crop_size")),) * 3
+        crops = int(context.request.get("crops_per_volume"))
+        ratios = crop_ratios(str(context.request.get("crop_ratios") or ""))
+        if ratios is None:  # the seed's: centred on foreground (liver or tumour) or background, 1:1
+            crop = RandCropByPosNegLabeld(keys=("image", "label"), label_key="label", spatial_size=size, pos=1, neg=1,
+                                          num_samples=crops, image_key="image", image_threshold=0, allow_smaller=True)
+        else:  # per class, so that small tumours are seen often enough to be learnt
+            crop = RandCropByLabelClassesd(keys=("image", "label"), label_key="label", spatial_size=size,
+                                           ratios=list(ratios), num_classes=NUM_CLASSES, num_samples=crops,
+                                           allow_smaller=True, warn=False)
         return [
             LoadImaged(keys=("image", "label")),
             *preprocessing(self.settings.spacing, keys=("image", "label"), label_key="label"),
             EnsureTyped(keys="label", dtype=torch.uint8),
-            RandCropByPosNegLabeld(keys=("image", "label"), label_key="label", spatial_size=(size,) * 3, pos=1, neg=1,
-                                   num_samples=int(context.request.get("crops_per_volume")), image_key="image",
-                                   image_threshold=0, allow_smaller=True),
+            crop,
             RandFlipd(keys=("image", "label"), spatial_axis=0, prob=0.1),
             RandFlipd(keys=("image", "label"), spatial_axis=1, prob=0.1),
             RandFlipd(keys=("image", "label"), spatial_axis=2, prob=0.1),
