@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nibabel as nib
@@ -193,19 +194,43 @@ def test_infer_returns_a_label_on_the_image_grid_with_a_report(server):
 
 
 def test_strategies_pick_unlabelled_studies_and_say_why(server):
+    from lib.configs.liver_tumor import DEFAULT_STRATEGY
+
     client, studies, app = server
-    unlabelled = set(app.datastore().get_unlabeled_images())
-    for strategy in ("random", "first", "mc_dropout"):
-        r = client.post(f"/activelearning/{strategy}", json={})
-        assert r.status_code == 200, r.text
-        assert r.json()["id"] in unlabelled
-    pick = client.post("/activelearning/mc_dropout", json={}).json()
+    ds = app.datastore()
+    unlabelled = set(ds.get_unlabeled_images())
+    assert len(unlabelled) == 8
+    strategies = client.get("/info/").json()["strategies"]
+    assert list(strategies)[0] == DEFAULT_STRATEGY
+    assert {"random", "first", "mc_dropout", "uncertain_diverse", "cold_start"} <= set(strategies)
+
+    # mc_dropout: the most uncertain, its scores cached per model version; the same client may be offered it again
+    pick = client.post("/activelearning/mc_dropout", json={"client_id": "m"}).json()
     scores = {row["id"]: row["score"] for row in pick["why"]["top"]}
-    assert pick["id"] == max(scores, key=scores.get) and 0 <= pick["score"] <= 1
-    # cached per model version: asking again computes nothing new
-    info = app.datastore().get_image_info(pick["id"])["mc_dropout"]
-    again = client.post("/activelearning/mc_dropout", json={}).json()
-    assert again["id"] == pick["id"] and app.datastore().get_image_info(pick["id"])["mc_dropout"] == info
+    assert pick["id"] in unlabelled and pick["id"] == max(scores, key=scores.get) and 0 <= pick["score"] <= 1
+    info = ds.get_image_info(pick["id"])["mc_dropout"]
+    assert info["model"] == app.models["liver_tumor"].scorer.version() and len(info["embedding"]) == 256
+    again = client.post("/activelearning/mc_dropout", json={"client_id": "m"}).json()
+    assert again["id"] == pick["id"] and ds.get_image_info(pick["id"])["mc_dropout"] == info  # nothing recomputed
+
+    # annotators asking at once get different studies: 3 concurrent random picks
+    with ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(lambda c: client.post("/activelearning/random", json={"client_id": c}).json(),
+                                ["r1", "r2", "r3"]))
+    served = [pick["id"]] + [a["id"] for a in answers]
+    # one asking for several: uncertain and different from each other and from what others hold
+    batch = client.post("/activelearning/uncertain_diverse", json={"client_id": "u", "count": 2}).json()
+    assert len(batch["ids"]) == 2 and batch["why"]["covered"] == 4 + 4  # 4 labelled, 4 held by others
+    assert all(0 <= p["score"] <= 1 and 0 <= p["distance"] <= 1 for p in batch["why"]["picks"])
+    served += batch["ids"]
+    cold = client.post("/activelearning/cold_start", json={"client_id": "c"}).json()
+    first = client.post("/activelearning/first", json={"client_id": "f"}).json()
+    served += [cold["id"], first["id"]]
+    assert sorted(served) == sorted(unlabelled)  # 8 clients, 8 different unlabelled studies, none labelled
+    assert client.post("/activelearning/random", json={"client_id": "late"}).json() == {}  # all are held
+    assert client.post("/activelearning/first", json={"client_id": "f"}).json()["id"] == first["id"]
+    r = client.post("/activelearning/random", json={"client_id": "x", "count": 0})
+    assert r.status_code == 422 and "count" in r.json()["detail"]
 
 
 def test_label_change_scoring_is_per_class(server):

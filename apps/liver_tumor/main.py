@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import threading
 from typing import Any
 
 import monailabel
@@ -16,11 +17,12 @@ from monailabel.config import settings as monailabel_settings
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.config import TaskConfig
 from monailabel.interfaces.datastore import Datastore
-from monailabel.tasks.activelearning.first import First
-from monailabel.tasks.activelearning.random import Random
 from monailabel.utils.others.class_utils import get_class_names
 
 import lib.configs
+from lib.activelearning.basic import First, Random
+from lib.activelearning.candidates import record_served, requested_count
+from lib.configs.liver_tumor import DEFAULT_STRATEGY
 from lib.datastore import CheckedLocalDatastore, check_id
 from lib.errors import NotFound
 from lib.infers.batch import BatchInfer
@@ -39,6 +41,7 @@ class LiverTumorApp(MONAILabelApp):
     def __init__(self, app_dir: str, studies: str, conf: dict[str, str]):
         self.model_dir = os.path.join(app_dir, "model")
         self.models: dict[str, TaskConfig] = {}
+        self._picking = threading.Lock()
         for c in sorted(get_class_names(lib.configs, "TaskConfig")):
             name = c.split(".")[-2].lower()
             module, cls = c.rsplit(".", 1)
@@ -75,10 +78,13 @@ class LiverTumorApp(MONAILabelApp):
         return BatchInfer()
 
     def init_strategies(self):
-        strategies = {"random": Random(), "first": First()}
+        strategies = {}
         for config in self.models.values():
             strategies.update(config.strategy() or {})
-        return strategies
+        window = next(iter(self.models.values())).settings.serve_window_s
+        strategies.update({"random": Random(window), "first": First(window)})
+        # the default first: 3D Slicer offers the first one listed
+        return {DEFAULT_STRATEGY: strategies.pop(DEFAULT_STRATEGY), **strategies}
 
     def init_scoring_methods(self):
         methods = {}
@@ -104,10 +110,17 @@ class LiverTumorApp(MONAILabelApp):
         return super().train(request)
 
     def next_sample(self, request: dict[str, Any]):
-        strategy = request.get("strategy") or "random"
+        strategy = request.get("strategy") or DEFAULT_STRATEGY
         if strategy not in self._strategies:
             raise NotFound(f"no strategy {strategy!r}: available are {', '.join(self._strategies)}")
-        return super().next_sample(request)
+        requested_count(request)  # a bad count is a 422 even when there is nothing left to pick
+        # one pick at a time, each recorded as served before the next: concurrent annotators get different studies
+        # (MONAI Label records only the first id, after answering)
+        with self._picking:
+            result = super().next_sample({**request, "strategy": strategy})
+            if result:
+                record_served(self.datastore(), result.get("ids", [result["id"]]), request.get("client_id"), strategy)
+        return result
 
     def scoring(self, request: dict[str, Any], datastore=None):
         if request.get("method") not in self._scoring_methods:

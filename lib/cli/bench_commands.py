@@ -1,13 +1,15 @@
-"""`liver-tumor bench ...`: benchmarks, each printing JSON (and writing files in --out)."""
+"""`liver-tumor bench ...`: benchmarks, each printing JSON (and writing files and plots in --out)."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
+import sys
 from pathlib import Path
 
-from .common import CliError, existing_dir
+from .common import CliError, existing_dir, output_dir, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,6 +21,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pretrained", type=Path, help="checkpoint (default: the app's, the demo checkpoint)")
     p.add_argument("--out", type=Path, help="also write the JSON here")
     p.set_defaults(run=run_accuracy)
+
+    p = kinds.add_parser("al", help="label efficiency of the active-learning strategies (oracle on phantoms)")
+    p.add_argument("--work", type=output_dir, default=Path("runs/bench-al"), help="phantoms and cache")
+    p.add_argument("--out", type=output_dir, default=Path("runs/bench-al"), help="al.json and al.png go here")
+    p.add_argument("--full", action="store_true", help="clinical sizes and the seed's network (for a GPU)")
+    p.add_argument("--seeds", type=positive_int, help="number of seeds (default 3)")
+    p.add_argument("--pool", type=positive_int, help="studies that can be labelled")
+    p.add_argument("--test", type=positive_int, help="held-out studies")
+    p.add_argument("--rounds", type=positive_int, help="rounds of picking after the initial set")
+    p.add_argument("--per-round", type=positive_int, help="studies labelled per round")
+    p.add_argument("--initial", type=positive_int, help="studies labelled at the start")
+    p.add_argument("--steps", type=positive_int, help="training steps per model (fixed budget)")
+    p.add_argument("--strategies", help="comma-separated subset of the strategies")
+    p.set_defaults(run=run_al)
 
 
 def run_accuracy(args: argparse.Namespace) -> None:
@@ -43,3 +59,27 @@ def run_accuracy(args: argparse.Namespace) -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
+
+
+def run_al(args: argparse.Namespace) -> None:
+    from ..bench.active_learning import STRATEGIES, ALConfig, plot, run, save
+
+    cfg = ALConfig.full() if args.full else ALConfig()
+    changes = {k: getattr(args, k) for k in ("pool", "test", "rounds", "per_round", "initial", "steps")
+               if getattr(args, k) is not None}
+    if args.seeds:
+        changes["seeds"] = tuple(range(args.seeds))
+    if args.strategies:
+        chosen = tuple(s.strip() for s in args.strategies.split(",") if s.strip())
+        unknown = [s for s in chosen if s not in STRATEGIES]
+        if unknown:
+            raise CliError(f"unknown strategies {', '.join(unknown)}: choose from {', '.join(STRATEGIES)}")
+        changes["strategies"] = chosen
+    cfg = dataclasses.replace(cfg, **changes)
+    if cfg.initial + cfg.rounds * cfg.per_round > cfg.pool:
+        raise CliError(f"the pool ({cfg.pool}) is smaller than initial + rounds x per-round "
+                       f"({cfg.initial + cfg.rounds * cfg.per_round})")
+    result = run(args.work, cfg, progress=lambda line: print(line, file=sys.stderr, flush=True))
+    save(result, args.out / "al.json")
+    plot(result, args.out / "al.png")
+    print(json.dumps({k: result[k] for k in ("table", "full_pool", "cost_s", "seconds")}, indent=1))

@@ -10,6 +10,8 @@ from typing import Any
 
 from monailabel.interfaces.config import TaskConfig
 
+from ..activelearning.cold_start import ColdStart
+from ..activelearning.diverse import UncertainDiverse
 from ..activelearning.mc_dropout import MCDropout
 from ..infers.liver_tumor import LiverTumorInfer
 from ..model.checkpoint import load_network, read_card
@@ -18,6 +20,9 @@ from ..scoring.label_change import LabelChange
 from ..scoring.mc_dropout import MCDropoutScoring, UncertaintyScorer
 from ..trainers.liver_tumor import LiverTumorTrain
 from .settings import DEMO_CHECKPOINT, Settings
+
+# the strategy used when a request names none, and listed first: the best of `liver-tumor bench al` (README)
+DEFAULT_STRATEGY = "uncertain_diverse"
 
 
 class LiverTumor(TaskConfig):
@@ -68,7 +73,10 @@ class LiverTumor(TaskConfig):
         )
 
     def strategy(self):
-        return {"mc_dropout": MCDropout(self.scorer)}
+        window = self.settings.serve_window_s
+        return {"uncertain_diverse": UncertainDiverse(self.scorer, window),
+                "mc_dropout": MCDropout(self.scorer, window),
+                "cold_start": ColdStart(self.scorer, window)}
 
     def scoring_method(self):
         return {"label_change": LabelChange(), "mc_dropout": MCDropoutScoring(self.scorer)}

@@ -50,6 +50,8 @@ class Settings:
     mc_samples: int = field(default=5, metadata={"help": "MC-dropout passes per study for the uncertainty strategy"})
     uncertainty_spacing: tuple[float, float, float] = field(default=(2.0, 2.0, 2.0), metadata={
         "help": "voxel spacing (mm) at which uncertainty is computed; coarser is cheaper"})
+    serve_window_s: float = field(default=1800.0, metadata={
+        "help": "a study served to one client is not offered to another for this many seconds (0: no window)"})
 
     @classmethod
     def from_conf(cls, conf: Mapping[str, str] | None) -> "Settings":
@@ -66,6 +68,8 @@ class Settings:
     def validate(self) -> None:
         if self.crop_ratios and not _ratios(self.crop_ratios):
             raise ValueError(f"--conf crop_ratios must be three non-negative numbers, got {self.crop_ratios!r}")
+        if self.serve_window_s < 0:
+            raise ValueError(f"--conf serve_window_s must be 0 or more, got {self.serve_window_s}")
         if self.loss not in ("dice", "dicece"):
             raise ValueError(f"--conf loss must be dice or dicece, got {self.loss!r}")
         if not 0 <= self.dropout < 1:

@@ -12,9 +12,10 @@ LABELS = {"liver": 1, "tumour": 2}
 NUM_CLASSES = 3
 
 
-def build_unet(dropout: float = 0.2) -> UNet:
-    return UNet(spatial_dims=3, in_channels=1, out_channels=NUM_CLASSES, channels=CHANNELS, strides=STRIDES,
-                num_res_units=2, norm=Norm.BATCH, dropout=dropout)
+def build_unet(dropout: float = 0.2, channels: tuple[int, ...] = CHANNELS) -> UNet:
+    """The seed's UNet; other channels only for benchmarks that must run small (the app always uses CHANNELS)."""
+    return UNet(spatial_dims=3, in_channels=1, out_channels=NUM_CLASSES, channels=channels,
+                strides=STRIDES[:len(channels) - 1], num_res_units=2, norm=Norm.BATCH, dropout=dropout)
 
 
 def enable_mc_dropout(network: torch.nn.Module) -> torch.nn.Module:

@@ -1,0 +1,32 @@
+"""Strategy `cold_start`: for when no model exists yet. k-centre greedy over network-free image features
+(intensity histogram of the body, a coarse thumbnail): the studies least like anything labelled or being annotated,
+so that the first labels cover the variety of the datastore (contrast phases, fatty livers, fields of view)."""
+
+from __future__ import annotations
+
+import numpy as np
+from monailabel.interfaces.datastore import Datastore
+from monailabel.interfaces.tasks.strategy import Strategy
+
+from ..scoring.mc_dropout import UncertaintyScorer
+from .candidates import answer, candidates, in_flight, requested_count
+from .signals import k_centre_greedy
+
+
+class ColdStart(Strategy):
+    def __init__(self, scorer: UncertaintyScorer, window_s: float) -> None:
+        super().__init__("Cold start, no model needed: the studies least like those labelled (k-centre over image "
+                         "features)")
+        self.scorer, self.window_s = scorer, window_s
+
+    def __call__(self, request, datastore: Datastore):
+        images = candidates(request, datastore, self.window_s)
+        if not images:
+            return None
+        covered = [i for i in datastore.get_labeled_images() + in_flight(request, datastore, self.window_s)
+                   if i not in images]
+        feats = {i: self.scorer.image_features(i, datastore) for i in images + covered}
+        existing = np.array([feats[i] for i in covered]) if covered else None
+        picks = k_centre_greedy(np.array([feats[i] for i in images]), existing, requested_count(request))
+        return answer("cold_start", [(images[k], {"distance": round(d, 4)}) for k, d in picks],
+                      candidates=len(images), covered=len(covered))

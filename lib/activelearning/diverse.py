@@ -1,0 +1,39 @@
+"""Strategy `uncertain_diverse` (batch-aware): k-centre greedy over the network's bottleneck embeddings, each
+study's pull weighted by its MC-dropout uncertainty. Studies already labelled and those being annotated by other
+clients count as covered, so concurrent annotators, and one asking for several studies, get informative studies
+that differ from each other and from what is labelled."""
+
+from __future__ import annotations
+
+import numpy as np
+from monailabel.interfaces.datastore import Datastore
+from monailabel.interfaces.tasks.strategy import Strategy
+
+from ..errors import ModelUnavailable
+from ..scoring.mc_dropout import UncertaintyScorer
+from .candidates import answer, candidates, in_flight, requested_count
+from .signals import k_centre_greedy
+
+
+class UncertainDiverse(Strategy):
+    def __init__(self, scorer: UncertaintyScorer, window_s: float) -> None:
+        super().__init__("Uncertain and different: uncertainty-weighted k-centre over the network's features; "
+                         "labelled studies and those other annotators hold count as covered")
+        self.scorer, self.window_s = scorer, window_s
+
+    def __call__(self, request, datastore: Datastore):
+        images = candidates(request, datastore, self.window_s)
+        if not images:
+            return None
+        if self.scorer.version() is None:
+            raise ModelUnavailable("the uncertain_diverse strategy needs a model: train one, or use cold_start")
+        covered = [i for i in datastore.get_labeled_images() + in_flight(request, datastore, self.window_s)
+                   if i not in images]
+        scored = {i: self.scorer.score(i, datastore) for i in images + covered}
+        feats = np.array([scored[i]["embedding"] for i in images])
+        existing = np.array([scored[i]["embedding"] for i in covered]) if covered else None
+        weights = np.array([scored[i]["score"] for i in images])
+        picks = k_centre_greedy(feats, existing, requested_count(request), weights)
+        return answer("uncertain_diverse",
+                      [(images[k], {"score": scored[images[k]]["score"], "distance": round(d, 4)}) for k, d in picks],
+                      model=self.scorer.version(), candidates=len(images), covered=len(covered))

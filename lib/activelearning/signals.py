@@ -1,0 +1,119 @@
+"""What the strategies rank studies by, from a network and a pre-processed image (shared by the app's scoring and
+the label-efficiency benchmark, so that the benchmark measures the app's own strategies).
+
+- uncertainty: MC-dropout predictive entropy inside and within a margin of the predicted liver, each voxel weighted
+  by 1 + TUMOUR_WEIGHT x its mean tumour probability, a weighted mean (a big liver does not win by size alone),
+  normalised to 0..1 by ln(3);
+- embedding: the network's bottleneck features averaged over the study (for diversity between studies);
+- image features: an intensity histogram of the body and a coarse thumbnail, no network needed (cold start);
+- k-centre greedy selection over either, weighted by uncertainty when there is one.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.inferers import SlidingWindowInferer
+from monai.networks.layers.simplelayers import SkipConnection
+from scipy import ndimage
+
+from ..infers.autocast import AutocastInferer, autocast_dtype
+from ..model.network import enable_mc_dropout
+
+MARGIN_MM = 10.0
+TUMOUR_WEIGHT = 4.0
+THUMBNAIL = 8
+HISTOGRAM_BINS = 16
+
+
+def bottleneck(network: torch.nn.Module) -> torch.nn.Module:
+    """The deepest block of a MONAI UNet: the submodule of its innermost skip connection."""
+    skips = [m for m in network.modules() if isinstance(m, SkipConnection)]
+    if not skips:
+        raise ValueError("the network has no skip connection: not a MONAI UNet")
+    return skips[-1].submodule
+
+
+def tumour_weighted_uncertainty(mean: np.ndarray, spacing: Sequence[float]) -> float:
+    """mean: (classes, X, Y, Z) mean softmax of the dropout passes."""
+    entropy = -(mean * np.log(np.clip(mean, 1e-8, 1.0))).sum(0) / math.log(mean.shape[0])
+    liver = mean.argmax(0) > 0
+    region = (ndimage.distance_transform_edt(~liver, sampling=spacing) <= MARGIN_MM) if liver.any() \
+        else np.ones_like(liver)
+    weight = (1.0 + TUMOUR_WEIGHT * mean[2]) * region
+    return float((entropy * weight).sum() / max(float(weight.sum()), 1e-8))
+
+
+def mc_dropout_signals(x: torch.Tensor, network: torch.nn.Module, samples: int, spacing: Sequence[float],
+                       roi: Sequence[int], device: str, seed: int = 0) -> dict:
+    """x: (1, 1, X, Y, Z) pre-processed image. Dropout masks are seeded: the same study and model give the same
+    scores. Returns the score, the embedding, and the predicted liver and tumour volumes."""
+    start = time.time()
+    net = enable_mc_dropout(copy.deepcopy(network).to(device))
+    features: list[torch.Tensor] = []
+    hook = bottleneck(net).register_forward_hook(lambda _m, _i, out: features.append(out.float().mean((2, 3, 4))))
+    cpu = torch.device(device).type == "cpu"
+    dtype = autocast_dtype(device, True, cpu and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    inferer = AutocastInferer(SlidingWindowInferer(roi_size=list(roi), overlap=0.0, sw_batch_size=1),
+                              torch.device(device).type, dtype)
+    state = torch.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        with torch.no_grad():
+            mean = sum(torch.softmax(inferer(x.to(device), net).float(), dim=1) for _ in range(samples)) / samples
+    finally:
+        torch.set_rng_state(state)
+        hook.remove()
+    mean = mean[0].cpu().numpy()
+    embedding = torch.cat(features).mean(0)
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    label = mean.argmax(0)
+    return {
+        "score": round(tumour_weighted_uncertainty(mean, spacing), 6),
+        "embedding": [round(v, 5) for v in F.normalize(embedding, dim=0).tolist()],
+        "predicted_liver_ml": round(float((label > 0).sum()) * voxel_ml, 1),
+        "predicted_tumour_ml": round(float((label == 2).sum()) * voxel_ml, 2),
+        "samples": samples,
+        "seconds": round(time.time() - start, 2),
+    }
+
+
+def image_features(x: torch.Tensor) -> list[float]:
+    """x: (1, X, Y, Z) windowed image in 0..1. A histogram of the soft-tissue window inside the body (contrast
+    phase, fatty liver, noise) and a THUMBNAIL^3 thumbnail (anatomy, field of view), each scaled to unit length."""
+    v = x.float()[0]
+    body = v[v > 0]
+    hist = torch.histc(body, bins=HISTOGRAM_BINS, min=0.0, max=1.0) if body.numel() else torch.zeros(HISTOGRAM_BINS)
+    thumb = F.adaptive_avg_pool3d(v[None, None], THUMBNAIL).flatten()
+    return [round(t, 5) for t in torch.cat([F.normalize(hist, dim=0), F.normalize(thumb, dim=0)]).tolist()]
+
+
+def k_centre_greedy(features: np.ndarray, existing: np.ndarray | None, k: int,
+                    weights: np.ndarray | None = None) -> list[tuple[int, float]]:
+    """Pick k rows of features, each time the one that maximises weight x distance to the nearest already chosen
+    (or existing) row: far from what is covered, and informative when weights are uncertainties. Returns
+    (index, distance at pick); with nothing covered yet every distance is 1: the first pick is the heaviest, the
+    most typical one among equals."""
+    n = len(features)
+    weights = np.ones(n) if weights is None else np.asarray(weights, float)
+    nearest = np.full(n, np.inf)
+    if existing is not None and len(existing):
+        nearest = np.min(np.linalg.norm(features[:, None] - existing[None], axis=2), axis=1)
+    picks: list[tuple[int, float]] = []
+    for _ in range(min(k, n)):
+        distance = np.where(np.isinf(nearest), 1.0, nearest / max(float(np.max(nearest[~np.isinf(nearest)],
+                                                                               initial=0.0)), 1e-8))
+        gain = weights * distance
+        if not picks and np.isinf(nearest).all():  # nothing covered yet: among equals, the most typical study
+            gain = gain - 1e-6 * np.linalg.norm(features - features.mean(0), axis=1)
+        gain[[i for i, _ in picks]] = -np.inf
+        best = int(np.argmax(gain))
+        picks.append((best, float(distance[best])))
+        nearest = np.minimum(nearest, np.linalg.norm(features - features[best], axis=1))
+    return picks
