@@ -34,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--initial", type=positive_int, help="studies labelled at the start")
     p.add_argument("--steps", type=positive_int, help="training steps per model (fixed budget)")
     p.add_argument("--strategies", help="comma-separated subset of the strategies")
+    p.add_argument("--from-scratch", action="store_true", help="train each round from scratch (default: fine-tune)")
     p.set_defaults(run=run_al)
 
 
@@ -67,6 +68,8 @@ def run_al(args: argparse.Namespace) -> None:
     cfg = ALConfig.full() if args.full else ALConfig()
     changes = {k: getattr(args, k) for k in ("pool", "test", "rounds", "per_round", "initial", "steps")
                if getattr(args, k) is not None}
+    if args.from_scratch:
+        changes["warm_start"] = False
     if args.seeds:
         changes["seeds"] = tuple(range(args.seeds))
     if args.strategies:

@@ -21,8 +21,9 @@ from ..scoring.mc_dropout import MCDropoutScoring, UncertaintyScorer
 from ..trainers.liver_tumor import LiverTumorTrain
 from .settings import DEMO_CHECKPOINT, Settings
 
-# the strategy used when a request names none, and listed first: the best of `liver-tumor bench al` (README)
-DEFAULT_STRATEGY = "uncertain_diverse"
+# the strategy used when a request names none, and listed first. `liver-tumor bench al` (README) found no strategy
+# whose tumour-Dice AUC beats random's by more than the seed-to-seed spread, so random stays the default
+DEFAULT_STRATEGY = "random"
 
 
 class LiverTumor(TaskConfig):
