@@ -6,23 +6,21 @@ from __future__ import annotations
 
 import numpy as np
 from monailabel.interfaces.datastore import Datastore
-from monailabel.interfaces.tasks.strategy import Strategy
 
 from ..scoring.mc_dropout import UncertaintyScorer
-from .candidates import answer, candidates, in_flight, requested_count
+from .base import WindowedStrategy
+from .candidates import answer, in_flight, requested_count
 from .signals import k_centre_greedy
 
 
-class ColdStart(Strategy):
+class ColdStart(WindowedStrategy):
+    name = "cold_start"
+
     def __init__(self, scorer: UncertaintyScorer, window_s: float) -> None:
         super().__init__("Cold start, no model needed: the studies least like those labelled (k-centre over image "
-                         "features)")
-        self.scorer, self.window_s = scorer, window_s
+                         "features)", window_s, scorer)
 
-    def __call__(self, request, datastore: Datastore):
-        images = candidates(request, datastore, self.window_s)
-        if not images:
-            return None
+    def pick(self, images: list[str], request: dict, datastore: Datastore) -> dict:
         covered = [i for i in datastore.get_labeled_images() + in_flight(request, datastore, self.window_s)
                    if i not in images]
         feats = {i: self.scorer.image_features(i, datastore) for i in images + covered}

@@ -7,26 +7,21 @@ from __future__ import annotations
 
 import numpy as np
 from monailabel.interfaces.datastore import Datastore
-from monailabel.interfaces.tasks.strategy import Strategy
 
-from ..errors import ModelUnavailable
 from ..scoring.mc_dropout import UncertaintyScorer
-from .candidates import answer, candidates, in_flight, requested_count
+from .base import WindowedStrategy
+from .candidates import answer, in_flight, requested_count
 from .signals import k_centre_greedy
 
 
-class UncertainDiverse(Strategy):
+class UncertainDiverse(WindowedStrategy):
+    name, needs_model = "uncertain_diverse", True
+
     def __init__(self, scorer: UncertaintyScorer, window_s: float) -> None:
         super().__init__("Uncertain and different: uncertainty-weighted k-centre over the network's features; "
-                         "labelled studies and those other annotators hold count as covered")
-        self.scorer, self.window_s = scorer, window_s
+                         "labelled studies and those other annotators hold count as covered", window_s, scorer)
 
-    def __call__(self, request, datastore: Datastore):
-        images = candidates(request, datastore, self.window_s)
-        if not images:
-            return None
-        if self.scorer.version() is None:
-            raise ModelUnavailable("the uncertain_diverse strategy needs a model: train one, or use cold_start")
+    def pick(self, images: list[str], request: dict, datastore: Datastore) -> dict:
         covered = [i for i in datastore.get_labeled_images() + in_flight(request, datastore, self.window_s)
                    if i not in images]
         scored = {i: self.scorer.score(i, datastore) for i in images + covered}

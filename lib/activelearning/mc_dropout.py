@@ -3,25 +3,20 @@
 from __future__ import annotations
 
 from monailabel.interfaces.datastore import Datastore
-from monailabel.interfaces.tasks.strategy import Strategy
 
-from ..errors import ModelUnavailable
 from ..scoring.mc_dropout import UncertaintyScorer
-from .candidates import answer, candidates, requested_count
+from .base import WindowedStrategy
+from .candidates import answer, requested_count
 
 
-class MCDropout(Strategy):
+class MCDropout(WindowedStrategy):
+    name, needs_model = "mc_dropout", True
+
     def __init__(self, scorer: UncertaintyScorer, window_s: float) -> None:
         super().__init__("Most uncertain studies: MC-dropout entropy around the predicted liver, weighted towards "
-                         "tumour")
-        self.scorer, self.window_s = scorer, window_s
+                         "tumour", window_s, scorer)
 
-    def __call__(self, request, datastore: Datastore):
-        images = candidates(request, datastore, self.window_s)
-        if not images:
-            return None
-        if self.scorer.version() is None:
-            raise ModelUnavailable("the mc_dropout strategy needs a model: train one, or use cold_start or random")
+    def pick(self, images: list[str], request: dict, datastore: Datastore) -> dict:
         # scores come from the background scoring after training; a study not scored yet is scored now
         scores = {i: self.scorer.score(i, datastore)["score"] for i in images}
         ranked = sorted(scores, key=scores.get, reverse=True)
