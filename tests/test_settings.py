@@ -28,6 +28,8 @@ def test_conf_strings_are_parsed_by_type():
     ({"spacing": "1,2"}, "spacing"), ({"spacing": "a"}, "spacing"), ({"spacing": "0"}, "spacing"),
     ({"roi_size": "100"}, "roi_size"), ({"amp": "maybe"}, "amp"), ({"loss": "focal"}, "loss"),
     ({"dropout": "1.5"}, "dropout"), ({"max_epochs": "0"}, "max_epochs"), ({"val_split": "1"}, "val_split"),
+    ({"crop_ratios": "1,2"}, "crop_ratios"), ({"crop_ratios": "1,-1,2"}, "crop_ratios"),
+    ({"crop_ratios": "0,0,0"}, "crop_ratios"), ({"serve_window_s": "-1"}, "serve_window_s"),
 ])
 def test_bad_values_name_the_option(conf, name):
     with pytest.raises(ValueError, match=f"--conf {name}"):

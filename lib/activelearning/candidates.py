@@ -24,18 +24,13 @@ def served_to_others(info: dict, client_id: str | None, window_s: float, now: fl
     return isinstance(served, dict) and now - served.get("ts", 0) < window_s and served.get("client_id") != client_id
 
 
-def candidates(request: dict, datastore: Datastore, window_s: float) -> list[str]:
-    """Unlabelled studies (no final label) that no other client has been served within the window."""
+def split_unlabelled(request: dict, datastore: Datastore, window_s: float) -> tuple[list[str], list[str]]:
+    """Unlabelled studies (no final label) in one pass: (free to offer, held by another client within the window)."""
     client = request.get("client_id")
-    return [i for i in datastore.get_unlabeled_images()
-            if not served_to_others(datastore.get_image_info(i), client, window_s)]
-
-
-def in_flight(request: dict, datastore: Datastore, window_s: float) -> list[str]:
-    """Unlabelled studies served to other clients within the window: being annotated now."""
-    client = request.get("client_id")
-    return [i for i in datastore.get_unlabeled_images()
-            if served_to_others(datastore.get_image_info(i), client, window_s)]
+    free, held = [], []
+    for i in datastore.get_unlabeled_images():
+        (held if served_to_others(datastore.get_image_info(i), client, window_s) else free).append(i)
+    return free, held
 
 
 def requested_count(request: dict) -> int:

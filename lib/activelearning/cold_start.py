@@ -9,7 +9,7 @@ from monailabel.interfaces.datastore import Datastore
 
 from ..scoring.mc_dropout import UncertaintyScorer
 from .base import WindowedStrategy
-from .candidates import answer, in_flight, requested_count
+from .candidates import answer, requested_count
 from .signals import k_centre_greedy
 
 
@@ -20,11 +20,9 @@ class ColdStart(WindowedStrategy):
         super().__init__("Cold start, no model needed: the studies least like those labelled (k-centre over image "
                          "features)", window_s, scorer)
 
-    def pick(self, images: list[str], request: dict, datastore: Datastore) -> dict:
-        covered = [i for i in datastore.get_labeled_images() + in_flight(request, datastore, self.window_s)
-                   if i not in images]
+    def pick(self, images: list[str], covered: list[str], request: dict, datastore: Datastore) -> dict:
         feats = {i: self.scorer.image_features(i, datastore) for i in images + covered}
         existing = np.array([feats[i] for i in covered]) if covered else None
         picks = k_centre_greedy(np.array([feats[i] for i in images]), existing, requested_count(request))
-        return answer("cold_start", [(images[k], {"distance": round(d, 4)}) for k, d in picks],
+        return answer(self.name, [(images[k], {"distance": round(d, 4)}) for k, d in picks],
                       candidates=len(images), covered=len(covered))

@@ -10,7 +10,7 @@ from monailabel.interfaces.datastore import Datastore
 
 from ..scoring.mc_dropout import UncertaintyScorer
 from .base import WindowedStrategy
-from .candidates import answer, in_flight, requested_count
+from .candidates import answer, requested_count
 from .signals import k_centre_greedy
 
 
@@ -21,14 +21,12 @@ class UncertainDiverse(WindowedStrategy):
         super().__init__("Uncertain and different: uncertainty-weighted k-centre over the network's features; "
                          "labelled studies and those other annotators hold count as covered", window_s, scorer)
 
-    def pick(self, images: list[str], request: dict, datastore: Datastore) -> dict:
-        covered = [i for i in datastore.get_labeled_images() + in_flight(request, datastore, self.window_s)
-                   if i not in images]
+    def pick(self, images: list[str], covered: list[str], request: dict, datastore: Datastore) -> dict:
         scored = {i: self.scorer.score(i, datastore) for i in images + covered}
         feats = np.array([scored[i]["embedding"] for i in images])
         existing = np.array([scored[i]["embedding"] for i in covered]) if covered else None
         weights = np.array([scored[i]["score"] for i in images])
         picks = k_centre_greedy(feats, existing, requested_count(request), weights)
-        return answer("uncertain_diverse",
+        return answer(self.name,
                       [(images[k], {"score": scored[images[k]]["score"], "distance": round(d, 4)}) for k, d in picks],
                       model=self.scorer.version(), candidates=len(images), covered=len(covered))

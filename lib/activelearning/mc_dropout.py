@@ -16,10 +16,10 @@ class MCDropout(WindowedStrategy):
         super().__init__("Most uncertain studies: MC-dropout entropy around the predicted liver, weighted towards "
                          "tumour", window_s, scorer)
 
-    def pick(self, images: list[str], request: dict, datastore: Datastore) -> dict:
+    def pick(self, images: list[str], covered: list[str], request: dict, datastore: Datastore) -> dict:
         # scores come from the background scoring after training; a study not scored yet is scored now
         scores = {i: self.scorer.score(i, datastore)["score"] for i in images}
         ranked = sorted(scores, key=scores.get, reverse=True)
         picks = [(i, {"score": scores[i], "rank": r + 1}) for r, i in enumerate(ranked[:requested_count(request)])]
-        return answer("mc_dropout", picks, model=self.scorer.version(), candidates=len(images),
+        return answer(self.name, picks, model=self.scorer.version(), candidates=len(images),
                       top=[{"id": i, "score": scores[i]} for i in ranked[:5]])

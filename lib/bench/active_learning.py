@@ -193,7 +193,7 @@ def run(work: Path, cfg: ALConfig, progress: Callable[[str], None] = print) -> d
     pool = load_studies(work / "pool", cfg.data_seed, cfg.pool, cfg.preset, cfg.spacing)
     test = load_studies(work / "test", cfg.data_seed + 1, cfg.test, cfg.preset, cfg.spacing)
     by_id = {s.id: s for s in pool}
-    cache: dict[tuple, dict] = {}  # (seed, labelled ids) -> trained net, its Dice, the pool's signals
+    cache: dict[tuple, dict] = {}  # (seed, labelled sets, steps) -> trained net, its Dice, the pool's signals
     timing = {"train": [], "score_per_study": [], "evaluate": []}
 
     def model(seed: int, history: list[list[str]], steps: int | None = None) -> dict:
@@ -226,9 +226,8 @@ def run(work: Path, cfg: ALConfig, progress: Callable[[str], None] = print) -> d
         initial = list(rng.choice([s.id for s in pool], size=cfg.initial, replace=False))
         for strategy in cfg.strategies:
             rng_s = np.random.default_rng([seed, STRATEGIES.index(strategy)])
-            labelled = [] if strategy == "cold_start" else list(initial)
-            if strategy == "cold_start":
-                labelled = pick("cold_start", [], pool, cfg.initial, dict, rng_s)
+            labelled = pick("cold_start", [], pool, cfg.initial, dict, rng_s) if strategy == "cold_start" \
+                else list(initial)
             points, history = [], []
             for r in range(cfg.rounds + 1):
                 history.append(list(labelled))

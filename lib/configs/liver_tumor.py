@@ -42,7 +42,8 @@ class LiverTumor(TaskConfig):
                 load_network(pretrained, self.settings.dropout)  # fails the start, naming what does not fit
         self.pretrained = pretrained
         self.published = Path(model_dir) / f"{name}.pt"
-        card_spacing = read_card(Path(self.current_model()) if self.current_model() else None).get("spacing_mm")
+        current = self.current_model()
+        card_spacing = read_card(Path(current) if current else None).get("spacing_mm")
         if "spacing" not in (conf or {}) and card_spacing:
             # a checkpoint's card records the spacing it was trained at: use it unless told otherwise
             self.settings = replace(self.settings, spacing=tuple(float(v) for v in card_spacing))

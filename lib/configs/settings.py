@@ -66,8 +66,10 @@ class Settings:
         return s
 
     def validate(self) -> None:
-        if self.crop_ratios and not _ratios(self.crop_ratios):
-            raise ValueError(f"--conf crop_ratios must be three non-negative numbers, got {self.crop_ratios!r}")
+        try:
+            crop_ratios(self.crop_ratios)
+        except ValueError as e:
+            raise ValueError(f"--conf {e}") from None
         if self.serve_window_s < 0:
             raise ValueError(f"--conf serve_window_s must be 0 or more, got {self.serve_window_s}")
         if self.loss not in ("dice", "dicece"):
@@ -110,17 +112,18 @@ class Settings:
         return rows
 
 
-def _ratios(text: str) -> tuple[float, float, float] | None:
-    """'1,1,2' -> (1.0, 1.0, 2.0); None when it is not three non-negative numbers with a positive sum."""
+def crop_ratios(text: str) -> tuple[float, float, float] | None:
+    """'' -> None (the seed's foreground/background crops); '1,1,2' -> (1.0, 1.0, 2.0). ValueError unless three
+    non-negative numbers with a positive sum."""
+    if not text:
+        return None
     try:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
-        return None
-    return values if len(values) == 3 and min(values) >= 0 and sum(values) > 0 else None  # type: ignore
-
-
-def crop_ratios(text: str) -> tuple[float, float, float] | None:
-    return _ratios(text) if text else None
+        values = ()
+    if len(values) != 3 or min(values) < 0 or sum(values) <= 0:
+        raise ValueError(f"crop_ratios must be three non-negative numbers, got {text!r}")
+    return values  # type: ignore[return-value]
 
 
 def _parse(name: str, text: str, default: Any) -> Any:

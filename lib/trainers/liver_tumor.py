@@ -98,8 +98,10 @@ class LiverTumorTrain(BasicTrainTask):
             req[key] = value[0] if isinstance(value, list) else value
         if req["loss"] not in ("dice", "dicece"):
             raise InvalidInput(f"loss must be dice or dicece, got {req['loss']!r}")
-        if req.get("crop_ratios") and not crop_ratios(str(req["crop_ratios"])):
-            raise InvalidInput(f"crop_ratios must be three non-negative numbers, got {req['crop_ratios']!r}")
+        try:
+            crop_ratios(str(req.get("crop_ratios") or ""))
+        except ValueError as e:
+            raise InvalidInput(str(e)) from None
         self._val_interval = int(req.get("val_interval", self._config["val_interval"]))
         seed = int(req.get("seed", -1))
         if seed >= 0:
