@@ -20,14 +20,14 @@ PAD_VALUES = (-1024, -2048, -3024)  # what scanners store outside the reconstruc
 @dataclass(frozen=True)
 class Preset:
     matrix: int  # in-plane voxels
-    max_slices: int
+    max_slices: int  # `full` keeps every slice of the scan (sampled scans have 60 to 400; forced ones more)
     fine_mm: float  # voxels are rendered at about this resolution and averaged (partial volume)
 
 
 PRESETS = {
     "small": Preset(96, 100, 2.0),
     "medium": Preset(160, 64, 1.6),
-    "full": Preset(512, 400, 1.25),
+    "full": Preset(512, 4000, 1.25),
 }
 
 

@@ -39,10 +39,20 @@ def _rng(seed: int, index: int, stream: int, *extra: int) -> np.random.Generator
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, index, stream, *extra])))
 
 
-def plan(seed: int, index: int, phase: str | None = None, orientation: str | None = None
-         ) -> tuple[Anatomy, Acquisition, np.ndarray]:
-    """The study's anatomy, scan and base HU per tissue: all independent of the preset. The phase and the
-    orientation can be forced (the anatomy stays the same)."""
+@dataclass(frozen=True)
+class ScanGeometry:
+    """A forced scan geometry for the `full` preset: in-plane and slice spacing (mm) and the slice count, for
+    benchmarks that need set sizes (512 x 512 x n_slices)."""
+
+    in_plane_mm: float
+    slice_mm: float
+    n_slices: int
+
+
+def plan(seed: int, index: int, phase: str | None = None, orientation: str | None = None,
+         geometry: ScanGeometry | None = None) -> tuple[Anatomy, Acquisition, np.ndarray]:
+    """The study's anatomy, scan and base HU per tissue: all independent of the preset. The phase, the
+    orientation and the scan geometry can be forced (the anatomy stays the same)."""
     rng = _rng(seed, index, ANATOMY)
     body = sample_body(rng)
     acq = sample_acquisition(_rng(seed, index, ACQUISITION), body)
@@ -52,6 +62,9 @@ def plan(seed: int, index: int, phase: str | None = None, orientation: str | Non
         acq = replace(acq, phase=phase)
     if orientation is not None:
         acq = replace(acq, orientation=_check_orientation(orientation))
+    if geometry is not None:
+        acq = replace(acq, fov_mm=512 * geometry.in_plane_mm, slice_mm=geometry.slice_mm,
+                      n_slices=geometry.n_slices)
     contrast_rng = _rng(seed, index, CONTRAST)
     fatty = bool(contrast_rng.uniform() < 0.15)
     lut = hu_table(acq.phase, contrast_rng, fatty)
@@ -89,8 +102,9 @@ def orient(array: np.ndarray, affine: np.ndarray, code: str) -> tuple[np.ndarray
 
 
 def generate_study(seed: int, index: int, preset: str = "small", with_tissue: bool = False,
-                   phase: str | None = None, orientation: str | None = None) -> Study:
-    anatomy, acq, lut = plan(seed, index, phase, orientation)
+                   phase: str | None = None, orientation: str | None = None,
+                   geometry: ScanGeometry | None = None) -> Study:
+    anatomy, acq, lut = plan(seed, index, phase, orientation, geometry)
     grid = grid_for(acq, preset)
     noise = _rng(seed, index, NOISE, len(preset))  # presets have names of different lengths: their own noise
     out = render(anatomy, acq, grid, lut, noise, with_tissue)
