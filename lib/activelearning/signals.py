@@ -58,8 +58,7 @@ def mc_dropout_signals(x: torch.Tensor, network: torch.nn.Module, samples: int, 
     net = enable_mc_dropout(copy.deepcopy(network).to(device))
     features: list[torch.Tensor] = []
     hook = bottleneck(net).register_forward_hook(lambda _m, _i, out: features.append(out.float().mean((2, 3, 4))))
-    cpu = torch.device(device).type == "cpu"
-    dtype = autocast_dtype(device, True, cpu and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    dtype = autocast_dtype(device, True, cpu_bf16=True)
     inferer = AutocastInferer(SlidingWindowInferer(roi_size=list(roi), overlap=0.0, sw_batch_size=1),
                               torch.device(device).type, dtype)
     state = torch.get_rng_state()

@@ -94,8 +94,7 @@ def load_studies(folder: Path, seed: int, count: int, preset: str, spacing: floa
 
 
 def _dtype(device: str) -> torch.dtype | None:
-    cpu = torch.device(device).type == "cpu"
-    return autocast_dtype(device, True, cpu and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return autocast_dtype(device, True, cpu_bf16=True)
 
 
 def train(studies: list[Study], cfg: ALConfig, seed: int, start: torch.nn.Module | None = None,

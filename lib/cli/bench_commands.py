@@ -37,6 +37,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--from-scratch", action="store_true", help="train each round from scratch (default: fine-tune)")
     p.set_defaults(run=run_al)
 
+    from ..bench.inference import CASES
+
+    p = kinds.add_parser("infer", help="the seed's inference pipeline vs /infer: latency, memory, GFLOP/s, Dice")
+    p.add_argument("--work", type=output_dir, default=Path("runs/bench-infer"), help="cases and labels")
+    p.add_argument("--out", type=output_dir, default=Path("runs/bench-infer"), help="infer.json, infer.png go here")
+    p.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of {', '.join(CASES)}")
+    p.add_argument("--runs", type=positive_int, default=3, help="runs per case and pipeline (the median is reported)")
+    p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when there is a GPU")
+    p.add_argument("--pretrained", type=Path, help="checkpoint for both pipelines (default: the demo checkpoint)")
+    p.add_argument("--only", choices=("baseline", "app"), help="run one pipeline only")
+    p.add_argument("--levers", action="store_true",
+                   help="also the app with each speed lever taken away, on the first case")
+    p.set_defaults(run=run_infer)
+
 
 def run_accuracy(args: argparse.Namespace) -> None:
     import tempfile
@@ -86,3 +100,32 @@ def run_al(args: argparse.Namespace) -> None:
     save(result, args.out / "al.json")
     plot(result, args.out / "al.png")
     print(json.dumps({k: result[k] for k in ("table", "full_pool", "cost_s", "seconds")}, indent=1))
+
+
+def run_infer(args: argparse.Namespace) -> None:
+    import torch
+
+    from ..bench.inference import CASES, LEVERS, InferBenchConfig, plot, run, table
+
+    cases = tuple(c.strip() for c in args.cases.split(",") if c.strip())
+    unknown = [c for c in cases if c not in CASES]
+    if unknown or not cases:
+        raise CliError(f"unknown cases {', '.join(unknown) or '(none given)'}: choose from {', '.join(CASES)}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise CliError("--device cuda: no CUDA GPU here")
+    if args.pretrained and not args.pretrained.is_file():
+        raise CliError(f"--pretrained: no such file {args.pretrained}")
+    changes = {"cases": cases, "runs": args.runs,
+               "checkpoint": str(args.pretrained) if args.pretrained else None}
+    if args.device:
+        changes["device"] = args.device
+    if args.only:
+        changes["pipelines"] = (args.only,)
+    if args.levers:
+        changes["levers"] = LEVERS
+    logging.basicConfig(level=logging.WARNING)
+    result = run(args.work, InferBenchConfig(**changes), progress=lambda m: print(m, file=sys.stderr, flush=True))
+    (args.out / "infer.json").write_text(json.dumps(result, indent=1))
+    plot(result, args.out / "infer.png")
+    print(table(result), file=sys.stderr)
+    print(json.dumps(result, indent=1))

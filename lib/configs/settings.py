@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 APP_DIR = Path(__file__).resolve().parents[2] / "apps" / "liver_tumor"
 DEMO_CHECKPOINT = APP_DIR / "pretrained" / "liver_tumor_phantoms.pt"
+LOCATOR_CHECKPOINT = APP_DIR / "pretrained" / "liver_locator.pt"
 
 
 @dataclass(frozen=True)
@@ -27,10 +28,19 @@ class Settings:
     dropout: float = field(default=0.2, metadata={"help": "dropout of the UNet (used for MC-dropout uncertainty)"})
     # --- inference
     roi_size: tuple[int, int, int] = field(default=(160, 160, 160), metadata={
-        "help": "sliding-window size in voxels; per request: roi_size"})
+        "help": "largest sliding-window size in voxels; windows shrink to the smallest that cover the region with "
+                "as many windows per axis (per request: roi_size; fit_windows false keeps them at this size)"})
     sw_overlap: float = field(default=0.25, metadata={"help": "sliding-window overlap; per request: sw_overlap"})
     sw_batch_size: int = field(default=1, metadata={"help": "windows per forward pass; per request: sw_batch_size"})
     amp: bool = field(default=True, metadata={"help": "mixed precision on CUDA (inference and training)"})
+    cpu_bf16: bool = field(default=True, metadata={
+        "help": "bfloat16 autocast on CPUs with AVX-512 BF16 or AMX (ignored on others); per request: cpu_bf16"})
+    channels_last: bool = field(default=True, metadata={"help": "channels-last 3D memory layout for the network"})
+    locator_path: str = field(default=str(LOCATOR_CHECKPOINT), metadata={
+        "help": "the small 4 mm UNet that finds the liver first, so that full resolution runs only around it; "
+                "'none': the whole volume at full resolution. Per request: cascade (true or false)"})
+    locator_margin_mm: float = field(default=25.0, metadata={
+        "help": "the liver's box from the locator is widened by this much on every side"})
     tumour_margin_mm: float = field(default=5.0, metadata={
         "help": "tumour is kept only within this distance of the liver"})
     min_tumour_ml: float = field(default=0.02, metadata={"help": "tumour components smaller than this are removed"})
@@ -70,6 +80,8 @@ class Settings:
             crop_ratios(self.crop_ratios)
         except ValueError as e:
             raise ValueError(f"--conf {e}") from None
+        if self.locator_margin_mm < 0:
+            raise ValueError(f"--conf locator_margin_mm must be 0 or more, got {self.locator_margin_mm}")
         if self.serve_window_s < 0:
             raise ValueError(f"--conf serve_window_s must be 0 or more, got {self.serve_window_s}")
         if self.loss not in ("dice", "dicece"):
@@ -94,6 +106,10 @@ class Settings:
     def pretrained(self) -> Path | None:
         return None if self.pretrained_path.lower() in ("", "none") else Path(self.pretrained_path)
 
+    @property
+    def locator(self) -> Path | None:
+        return None if self.locator_path.lower() in ("", "none") else Path(self.locator_path)
+
     @staticmethod
     def documentation() -> list[tuple[str, str, str]]:
         """(option, default, meaning) for the README."""
@@ -102,6 +118,8 @@ class Settings:
             default = f.default
             if f.name == "pretrained_path":
                 default = "the demo checkpoint"
+            elif f.name == "locator_path":
+                default = "the shipped locator"
             elif isinstance(default, tuple):
                 default = ",".join(str(v) for v in default)
             elif isinstance(default, bool):

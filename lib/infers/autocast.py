@@ -8,12 +8,17 @@ import torch
 from monai.inferers import Inferer
 
 
+def cpu_has_bf16() -> bool:
+    """AVX-512 BF16 or AMX: where oneDNN runs bfloat16 convolutions natively (elsewhere they are emulated, slower)."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def autocast_dtype(device: str | torch.device, amp: bool, cpu_bf16: bool = False) -> torch.dtype | None:
-    """float16 on CUDA when amp is on; bfloat16 on the CPU only when asked (it pays where the CPU has bf16)."""
+    """float16 on CUDA when amp is on; bfloat16 on the CPU when asked and the CPU has it."""
     kind = torch.device(device).type
     if kind == "cuda" and amp:
         return torch.float16
-    if kind == "cpu" and cpu_bf16:
+    if kind == "cpu" and cpu_bf16 and cpu_has_bf16():
         return torch.bfloat16
     return None
 

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from ..data.atomic import write_atomic
-from .network import NUM_CLASSES, build_unet
+from .network import CHANNELS, NUM_CLASSES, build_unet
 
 
 class CheckpointError(ValueError):
@@ -40,7 +40,8 @@ def _state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
                           f"{' with keys ' + ', '.join(list(map(str, obj))[:5]) if isinstance(obj, dict) else ''})")
 
 
-def _check_fits(state: dict[str, torch.Tensor], network: torch.nn.Module, path: Path) -> None:
+def _check_fits(state: dict[str, torch.Tensor], network: torch.nn.Module, path: Path,
+                channels: tuple[int, ...] = CHANNELS) -> None:
     expected = network.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -54,11 +55,12 @@ def _check_fits(state: dict[str, torch.Tensor], network: torch.nn.Module, path: 
             parts.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:3])})")
         if shapes:
             parts.append(f"{len(shapes)} with other shapes (e.g. {'; '.join(shapes[:2])})")
-        raise CheckpointError(f"{path} does not fit the liver_tumor UNet (channels 16-256, 3 classes): "
+        raise CheckpointError(f"{path} does not fit the UNet (channels {'-'.join(map(str, channels))}, 3 classes): "
                               + "; ".join(parts))
 
 
-def load_network(path: Path, dropout: float = 0.2, device: str | torch.device = "cpu") -> torch.nn.Module:
+def load_network(path: Path, dropout: float = 0.2, device: str | torch.device = "cpu",
+                 channels: tuple[int, ...] = CHANNELS) -> torch.nn.Module:
     """The network with the checkpoint's weights, in evaluation mode, on `device`."""
     path = Path(path)
     if not path.is_file():
@@ -80,8 +82,8 @@ def load_network(path: Path, dropout: float = 0.2, device: str | torch.device = 
     except Exception as e:  # torch raises many kinds for files that are not checkpoints
         raise CheckpointError(f"{path}: not a PyTorch checkpoint: {str(e).splitlines()[0]}") from e
     state = _state_dict(obj, path)
-    net = build_unet(dropout)
-    _check_fits(state, net, path)
+    net = build_unet(dropout, channels)
+    _check_fits(state, net, path, channels)
     net.load_state_dict({k: v.float() for k, v in state.items()})
     return net.to(device).eval()
 

@@ -38,7 +38,7 @@ from monailabel.tasks.train.basic_train import BasicTrainTask, Context
 from ..configs.settings import Settings, crop_ratios
 from ..data.decathlon import datalist as decathlon_datalist
 from ..errors import InvalidInput
-from ..infers.autocast import AutocastInferer, autocast_dtype
+from ..infers.autocast import AutocastInferer, autocast_dtype, cpu_has_bf16
 from ..infers.liver_tumor import preprocessing
 from ..model.network import LABELS, NUM_CLASSES, build_unet
 from .publish import PublishBest
@@ -79,7 +79,7 @@ class LiverTumorTrain(BasicTrainTask):
                 "dataloader": ["ThreadDataLoader", "DataLoader"],
                 # MLflow (MONAI Label's default when tracking is on) no longer takes a file store: off by default
                 "tracking": ["None", "mlflow"],
-                "cpu_bf16": torch.ops.mkldnn._is_mkldnn_bf16_supported(),
+                "cpu_bf16": cpu_has_bf16(),
                 "decathlon_dir": settings.decathlon_dir,
                 "val_interval": 1,
                 "seed": -1,

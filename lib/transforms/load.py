@@ -1,27 +1,59 @@
-"""Load a CT study with MONAI's reader and refuse what is not a usable 3D CT volume, naming the problem."""
+"""Load a CT study and refuse what is not a usable 3D CT volume, naming the problem."""
 
 from __future__ import annotations
 
+import nibabel as nib
 import numpy as np
+import torch
+from monai.data import MetaTensor
 from monai.transforms import LoadImaged, MapTransform
 
 from ..errors import InvalidInput
 from ..validation import check_ct
 
+NIFTI = (".nii", ".nii.gz")
+
+
+def read_nifti_as_stored(path: str) -> MetaTensor:
+    """A NIfTI file's voxels in their stored type and order (no copy after decompression), with the meta MONAI's
+    NibabelReader gives. MONAI's reader makes a C-ordered copy of every volume: on a 512 x 512 x 200 study that
+    doubles the memory and costs 0.7 s, and the cascade only ever copies the region it crops."""
+    img = nib.load(path)
+    # nibabel moves the header's scaling into the array proxy when it loads a file
+    slope, inter = getattr(img.dataobj, "slope", 1.0), getattr(img.dataobj, "inter", 0.0)
+    if slope != 1.0 or inter != 0.0:
+        array = img.get_fdata(dtype=np.float32)  # scaled values: float32, not nibabel's default float64
+    else:
+        array = np.asanyarray(img.dataobj)
+    if array.ndim == 4 and array.shape[3] == 1:  # a trailing singleton, as some writers store 3D volumes
+        array = array[..., 0]
+    if array.dtype.byteorder == ">":  # torch holds little-endian data only
+        array = array.astype(array.dtype.newbyteorder("<"))
+    affine = torch.as_tensor(img.affine, dtype=torch.float64)
+    meta = {"affine": affine, "original_affine": affine.clone(), "spatial_shape": np.asarray(array.shape[:3]),
+            "original_channel_dim": "no_channel", "filename_or_obj": path, "space": "RAS"}
+    return MetaTensor(torch.from_numpy(array), meta=meta)
+
 
 class LoadCTd(MapTransform):
-    """LoadImaged, whose failures on broken files become InvalidInput (422), followed by the CT checks."""
+    """Load with MONAI's reader (or, for NIfTI kept in its stored type, read_nifti_as_stored), turning failures on
+    broken files into InvalidInput (422), then check that it is CT."""
 
-    def __init__(self, key: str = "image") -> None:
+    def __init__(self, key: str = "image", dtype: type | None = np.float32) -> None:
+        """dtype None keeps the stored voxel type (int16 for most CT: half the memory of float32)."""
         super().__init__(keys=[key])
-        self.key = key
-        self.loader = LoadImaged(keys=key, image_only=False)
+        self.key, self.dtype = key, dtype
+        self.loader = LoadImaged(keys=key, image_only=False, dtype=dtype)
 
     def __call__(self, data):
         path = data.get(self.key)
         if isinstance(path, str):
             try:
-                data = self.loader(data)
+                if self.dtype is None and path.lower().endswith(NIFTI):
+                    data = {**data, self.key: read_nifti_as_stored(path)}
+                    data[f"{self.key}_meta_dict"] = data[self.key].meta
+                else:
+                    data = self.loader(data)
             except Exception as e:  # readers raise many kinds for corrupt or truncated files
                 raise InvalidInput(f"the image could not be read ({type(e).__name__}: "
                                    f"{str(e).splitlines()[0] if str(e) else 'corrupt file'})") from e

@@ -59,3 +59,15 @@ class LiverTumorPostprocessd(MapTransform):
             d[key] = MetaTensor(tensor, meta=pred.meta, applied_operations=pred.applied_operations) \
                 if isinstance(pred, MetaTensor) else tensor
         return d
+
+
+def channel_argmax(logits: torch.Tensor) -> torch.Tensor:
+    """(C, X, Y, Z) -> (1, X, Y, Z) float32 class indices, the first largest channel (as torch.argmax).
+    torch.argmax over a leading channel dimension is a strided reduction that takes 0.8 s on 3 x 11 M voxels on
+    these CPUs; this pass over whole channels takes 0.15 s."""
+    best, index = logits[0].clone(), torch.zeros(logits.shape[1:], dtype=torch.uint8, device=logits.device)
+    for c in range(1, logits.shape[0]):
+        larger = logits[c] > best
+        index[larger] = c
+        torch.maximum(best, logits[c], out=best)
+    return index[None].float()  # float, as MONAI's AsDiscrete gives: Invertd resamples it

@@ -1,0 +1,133 @@
+"""The coarse stage of the cascade: find the liver at low resolution and crop the study to it, in its own voxels.
+
+A small UNet (the locator) segments the liver on a 4 mm copy of the study. Its bounding box, widened by a margin,
+becomes a box of the *original* voxel grid: the full-resolution stage then resamples, segments and inverts only
+that box, and the label is pasted back into a volume of the original shape. When the liver is not found, or
+touches the border of the scan, the box is the whole volume (the plain path).
+
+MONAI has no transform that crops by a model's output in another grid, or that downsamples a volume without
+first converting all of it to floating point (`Spacing` would hold a float copy of a 512 x 512 x 800 study):
+both are written here.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from monai.inferers import SlidingWindowInferer
+from monai.transforms import Orientation, ScaleIntensityRange, Spacing
+from scipy import ndimage
+
+from ..transforms.postprocess import FULL_CONNECTIVITY
+from .autocast import AutocastInferer
+
+WINDOW = (-21.0, 189.0)  # the seed's HU window, as in preprocessing()
+
+
+@dataclass
+class Region:
+    """A box of the original voxel grid (start inclusive, stop exclusive per axis) and why it was chosen."""
+
+    start: tuple[int, int, int]
+    stop: tuple[int, int, int]
+    cascade: bool  # False: the whole volume (no locator, liver not found, or at the border)
+    reason: str
+    liver_ml: float = 0.0
+    seconds: float = 0.0
+
+    @property
+    def slices(self) -> tuple[slice, slice, slice]:
+        return tuple(slice(a, b) for a, b in zip(self.start, self.stop))  # type: ignore[return-value]
+
+    def fraction(self, shape: tuple[int, ...]) -> float:
+        return float(np.prod([b - a for a, b in zip(self.start, self.stop)]) / np.prod(shape[:3]))
+
+    def to_json(self, shape: tuple[int, ...]) -> dict[str, Any]:
+        return {**asdict(self), "fraction_of_volume": round(self.fraction(shape), 4)}
+
+
+def whole(shape: tuple[int, ...], reason: str, **kw: Any) -> Region:
+    return Region((0, 0, 0), tuple(int(s) for s in shape[:3]), False, reason, **kw)  # type: ignore[arg-type]
+
+
+def block_mean(volume: np.ndarray, affine: np.ndarray, target_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """Average whole blocks of voxels (integer factors, no block coarser than target_mm) into float32, a slab of
+    slices at a time so that no float copy of the whole volume is made; the affine follows the block centres."""
+    spacing = np.sqrt((affine[:3, :3] ** 2).sum(0))
+    f = np.maximum(1, np.floor(target_mm / spacing + 1e-6)).astype(int)
+    n = np.asarray(volume.shape[:3]) // f
+    if (n < 1).any():
+        f, n = np.ones(3, int), np.asarray(volume.shape[:3])
+    out = np.empty(tuple(n), np.float32)
+    step = max(1, 64 // f[2])  # output slices per slab
+    for z0 in range(0, n[2], step):
+        z1 = min(n[2], z0 + step)
+        slab = np.asarray(volume[: n[0] * f[0], : n[1] * f[1], z0 * f[2]: z1 * f[2]], np.float32)
+        out[:, :, z0:z1] = slab.reshape(n[0], f[0], n[1], f[1], z1 - z0, f[2]).mean((1, 3, 5))
+    scale = np.eye(4)
+    scale[:3, :3] = np.diag(f)
+    scale[:3, 3] = (f - 1) / 2.0
+    return out, affine @ scale
+
+
+class Locator:
+    """The locator network and how it is run: `locate(volume, affine)` gives the Region to segment."""
+
+    def __init__(self, network: torch.nn.Module, spacing_mm: float, margin_mm: float, min_liver_ml: float,
+                 device: str = "cpu", dtype: torch.dtype | None = None) -> None:
+        self.network, self.spacing_mm, self.margin_mm = network.eval(), spacing_mm, margin_mm
+        self.min_liver_ml, self.device = min_liver_ml, device
+        self.inferer = AutocastInferer(SlidingWindowInferer(roi_size=(128, 128, 128), overlap=0.25, sw_batch_size=1,
+                                                            mode="gaussian"), torch.device(device).type, dtype)
+
+    def coarse_liver(self, volume: np.ndarray, affine: np.ndarray) -> MetaTensor:
+        """The locator's liver (and tumour) mask, (1, X, Y, Z) on a RAS grid at spacing_mm, with its affine."""
+        coarse, coarse_affine = block_mean(volume, affine, self.spacing_mm)
+        image = MetaTensor(torch.from_numpy(coarse)[None], affine=torch.as_tensor(coarse_affine))
+        image = Orientation(axcodes="RAS")(image)
+        image = Spacing(pixdim=(self.spacing_mm,) * 3, mode="bilinear")(image)
+        image = ScaleIntensityRange(*WINDOW, 0.0, 1.0, clip=True)(image)
+        with torch.no_grad():
+            logits = self.inferer(image.as_tensor()[None].to(self.device), self.network)
+        mask = (logits.argmax(1) > 0).cpu()
+        return MetaTensor(mask, affine=image.affine)
+
+    def locate(self, volume: np.ndarray, affine: np.ndarray) -> Region:
+        started = time.perf_counter()
+        shape = volume.shape[:3]
+        mask = self.coarse_liver(volume, affine)
+        components, n = ndimage.label(np.asarray(mask[0]), structure=FULL_CONNECTIVITY)
+        voxel_ml = self.spacing_mm ** 3 / 1000.0
+        if n == 0:
+            return whole(shape, "no liver found at low resolution", seconds=time.perf_counter() - started)
+        sizes = np.bincount(components.ravel())[1:]
+        liver_ml = float(sizes.max() * voxel_ml)
+        if liver_ml < self.min_liver_ml:
+            return whole(shape, f"no liver found at low resolution (largest candidate {liver_ml:.0f} mL)",
+                         liver_ml=liver_ml, seconds=time.perf_counter() - started)
+        box = ndimage.find_objects((components == int(sizes.argmax()) + 1).astype(np.uint8))[0]
+        lo, hi = np.array([s.start for s in box]), np.array([s.stop - 1 for s in box])
+        grid = np.asarray(components.shape)
+        # the locator's grid covers the scan; a liver within a voxel of its edge may go on outside the scan
+        if (lo <= 1).any() or (hi >= grid - 2).any():
+            return whole(shape, "the liver touches the border of the scan", liver_ml=liver_ml,
+                         seconds=time.perf_counter() - started)
+        start, stop = self._original_box(lo, hi, np.asarray(mask.affine, float), affine, shape)
+        return Region(start, stop, True, "liver found", liver_ml, time.perf_counter() - started)
+
+    def _original_box(self, lo: np.ndarray, hi: np.ndarray, coarse_affine: np.ndarray, affine: np.ndarray,
+                      shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The coarse box's corners (voxel edges) in original voxel indices, widened by the margin, clipped."""
+        corners = np.array([[a, b, c, 1.0] for a in (lo[0] - 0.5, hi[0] + 0.5) for b in (lo[1] - 0.5, hi[1] + 0.5)
+                            for c in (lo[2] - 0.5, hi[2] + 0.5)])
+        ijk = (np.linalg.inv(affine) @ coarse_affine @ corners.T)[:3]
+        spacing = np.sqrt((affine[:3, :3] ** 2).sum(0))
+        margin = self.margin_mm / spacing
+        start = np.maximum(0, np.floor(ijk.min(1) - margin)).astype(int)
+        stop = np.minimum(np.asarray(shape[:3]), np.ceil(ijk.max(1) + margin) + 1).astype(int)
+        return tuple(int(v) for v in start), tuple(int(v) for v in stop)
