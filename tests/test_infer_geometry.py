@@ -15,7 +15,7 @@ import pytest
 import torch
 from monai.transforms import Spacingd
 
-from lib.configs.settings import Settings
+from lib.configs.settings import LOCATOR_CHECKPOINT, Settings
 from lib.data.phantoms import generate_study
 from lib.data.phantoms.acquisition import ORIENTATIONS
 from lib.infers.liver_tumor import LiverTumorInfer
@@ -29,13 +29,24 @@ class Bright(torch.nn.Module):
         return torch.cat([torch.zeros_like(x), (x - 0.5) * 20.0, torch.full_like(x, -10.0)], dim=1)
 
 
-@pytest.fixture(scope="module")
-def infer(tmp_path_factory) -> LiverTumorInfer:
-    path = tmp_path_factory.mktemp("ts") / "bright.ts"
+def bright_infer(folder: Path, locator: str) -> LiverTumorInfer:
+    path = folder / "bright.ts"
     torch.jit.script(Bright()).save(str(path))
     settings = Settings.from_conf({"pretrained_path": str(path), "spacing": "3", "roi_size": "64",
-                                   "min_tumour_ml": "0", "tumour_margin_mm": "1000"})
+                                   "min_tumour_ml": "0", "tumour_margin_mm": "1000", "locator_path": locator})
     return LiverTumorInfer([str(path)], settings, "test")
+
+
+@pytest.fixture(scope="module")
+def infer(tmp_path_factory) -> LiverTumorInfer:
+    """The whole volume (no cascade): the answer is the bright voxels everywhere."""
+    return bright_infer(tmp_path_factory.mktemp("ts"), "none")
+
+
+@pytest.fixture(scope="module")
+def infer_cascade(tmp_path_factory) -> LiverTumorInfer:
+    """The cascade with the shipped locator: the answer is the bright voxels inside the liver's box."""
+    return bright_infer(tmp_path_factory.mktemp("ts"), str(LOCATOR_CHECKPOINT))
 
 
 @functools.cache
@@ -47,11 +58,15 @@ def study(code: str, tmp: str) -> Path:
 
 
 def run(infer: LiverTumorInfer, path: Path) -> nib.Nifti1Image:
-    label_file, _ = infer({"image": str(path), "device": "cpu"})
+    return run_with_region(infer, path)[0]
+
+
+def run_with_region(infer: LiverTumorInfer, path: Path) -> tuple[nib.Nifti1Image, dict]:
+    label_file, result = infer({"image": str(path), "device": "cpu"})
     label = nib.load(label_file)
     in_memory = nib.Nifti1Image(np.asanyarray(label.dataobj), label.affine)
     Path(label_file).unlink()
-    return in_memory
+    return in_memory, result["region"]
 
 
 @pytest.mark.parametrize("code", list(ORIENTATIONS))
@@ -72,6 +87,24 @@ def test_label_overlays_its_image_in_every_orientation(infer, tmp_path_factory, 
     same = np.asanyarray(nib.as_closest_canonical(label).dataobj)
     ref = np.asanyarray(nib.as_closest_canonical(reference).dataobj)
     assert (same == ref).mean() > 0.999
+
+
+@pytest.mark.parametrize("code", ["RAS", "LPS", "PLS", "ASL"])
+def test_the_cascade_label_overlays_its_image(infer_cascade, tmp_path_factory, code):
+    """The box is cut in the study's own voxels and the label pasted back: bright voxels inside the box, nothing
+    outside it, in the study's shape and affine."""
+    path = study(code, str(tmp_path_factory.getbasetemp()))
+    image = nib.load(path)
+    label, region = run_with_region(infer_cascade, path)
+    assert label.shape == image.shape and np.allclose(label.affine, image.affine, atol=1e-4)
+    assert region["cascade"], region  # this study's liver is inside the scan: the box is cut
+    box = tuple(slice(a, b) for a, b in zip(region["start"], region["stop"]))
+    got = np.asanyarray(label.dataobj) == 1
+    bright = np.asanyarray(image.dataobj).astype(float)[box] > 84
+    assert 2 * (got[box] & bright).sum() / (got[box].sum() + bright.sum()) > 0.8
+    outside = got.copy()
+    outside[box] = False
+    assert not outside.any()
 
 
 def test_monai_spacingd_trap_and_its_fix(tmp_path):

@@ -125,6 +125,7 @@ def run_infer(args: argparse.Namespace) -> None:
         changes["levers"] = LEVERS
     logging.basicConfig(level=logging.WARNING)
     result = run(args.work, InferBenchConfig(**changes), progress=lambda m: print(m, file=sys.stderr, flush=True))
+    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "infer.json").write_text(json.dumps(result, indent=1))
     plot(result, args.out / "infer.png")
     print(table(result), file=sys.stderr)
