@@ -214,7 +214,7 @@ def app_pipeline(checkpoint: Path | None, device: str, out_dir: Path, variant: s
     return run, clock, task.settings.roi_size[0]
 
 
-def window_gflop(roi: int, device: str = "cpu") -> float:
+def window_gflop(roi: int) -> float:
     """FLOPs of one forward pass of the seed's UNet on a roi^3 window (PyTorch's own counter), in GFLOP. A
     convolutional network's FLOPs grow with the voxels: other windows are counted in proportion."""
     from ..model.network import build_unet
@@ -238,7 +238,6 @@ def peak_resident_mb() -> float:
 
 def _child(pipeline: str, cfg: dict, image: str, out_dir: str, queue: mp.Queue) -> None:
     try:
-        torch.set_num_threads(torch.get_num_threads())
         device = cfg["device"]
         checkpoint = Path(cfg["checkpoint"]) if cfg.get("checkpoint") else None
         if pipeline == "baseline":
@@ -303,7 +302,7 @@ def forward_rates(device: str, roi: int = 160, repeats: int = 3) -> list[dict]:
     """The seed's UNet forward pass on one window: fp32, bf16 (or fp16 on CUDA), channels-last or not."""
     from ..model.network import build_unet
 
-    gflop = window_gflop(roi, device)
+    gflop = window_gflop(roi)
     cuda = device.startswith("cuda")
     half = torch.float16 if cuda else torch.bfloat16
     rows = []
