@@ -28,6 +28,7 @@ from monai.transforms import Compose, LoadImaged, RandCropByLabelClassesd, RandF
 from monai.utils import set_determinism
 
 from ..activelearning.signals import image_features, k_centre_greedy, mc_dropout_signals
+from ..configs.settings import Settings
 from ..data.phantoms.batch import make_phantoms
 from ..data.phantoms.study import study_id, study_paths
 from ..infers.autocast import AutocastInferer, autocast_dtype
@@ -40,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 STRATEGIES = ("random", "fg_random", "first", "mc_dropout", "uncertain_diverse", "cold_start")
 TUMOUR_CE_WEIGHTS = (1.0, 1.0, 10.0)
+CLEAN_UP = Settings()  # the app's post-processing defaults (tumour margin, smallest tumour)
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,7 @@ def evaluate(net: torch.nn.Module, studies: list[Study], cfg: ALConfig) -> dict:
     with torch.no_grad():
         for s in studies:
             pred = inferer(s.image[None].to(cfg.device), net).argmax(1)[0].cpu().numpy()
-            pred = clean_label(pred, (cfg.spacing,) * 3, 5.0, 0.02)
+            pred = clean_label(pred, (cfg.spacing,) * 3, CLEAN_UP.tumour_margin_mm, CLEAN_UP.min_tumour_ml)
             truth = s.label[0].numpy()
             cases.append({"id": s.id, "liver": dice(pred, truth, 1), "tumour": dice(pred, truth, 2)})
     mean = {k: float(np.mean([c[k] if c[k] is not None else 1.0 for c in cases])) for k in ("liver", "tumour")}

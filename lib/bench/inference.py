@@ -40,14 +40,14 @@ from monai.transforms import (
 )
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..configs.settings import Settings
 from ..data.atomic import save_nifti
 from ..data.nifti import nifti_image
 from ..data.phantoms import ScanGeometry, generate_study, write_study
 from ..data.phantoms.study import study_paths
 from ..infers.autocast import cpu_has_bf16
-from ..infers.liver_tumor import HU_WINDOW
 from ..model.checkpoint import load_network, read_card
-from ..model.network import LABELS
+from ..model.network import HU_WINDOW, LABELS
 from ..transforms.postprocess import clean_label
 from .accuracy import dice
 
@@ -84,20 +84,11 @@ class InferBenchConfig:
 def case_files(name: str, work: Path) -> tuple[Path, Path]:
     """(image, ground truth) of a case, made once into `work`."""
     if name == "lits_117":
-        from ..data.fixtures import (
-            LITS_REQUIREMENT,
-            LITS_WHEEL,
-            default_cache,
-            download_wheel,
-            lits_fixture,
-            write_fixture,
-        )
+        from ..data.fixtures import lits_fixture, lits_wheel, write_fixture
 
         folder = work / "fixtures"
         if not (folder / "lits_117.nii.gz").exists():
-            wheel = default_cache() / LITS_WHEEL
-            write_fixture(lits_fixture(wheel if wheel.exists() else download_wheel(LITS_REQUIREMENT, default_cache())),
-                          folder)
+            write_fixture(lits_fixture(lits_wheel()), folder)
         return folder / "lits_117.nii.gz", folder / "truth" / "lits_117.nii.gz"
     if name not in CASES:
         raise ValueError(f"unknown case {name!r}: choose from {', '.join(CASES)}")
@@ -348,7 +339,8 @@ def compare_labels(labels: dict[str, Path], truth: Path) -> dict:
     out: dict[str, Any] = {f"{name}_vs_truth": _dice_all(a, truth_arr) for name, a in arrays.items()}
     if "baseline" in arrays:
         spacing = tuple(float(v) for v in nib.affines.voxel_sizes(t.affine))
-        cleaned = clean_label(arrays["baseline"], spacing, 5.0, 0.02)
+        defaults = Settings()
+        cleaned = clean_label(arrays["baseline"], spacing, defaults.tumour_margin_mm, defaults.min_tumour_ml)
         out["baseline_cleaned_vs_truth"] = _dice_all(cleaned, truth_arr)
         for name, a in arrays.items():
             if name != "baseline":
@@ -392,10 +384,9 @@ def run(work: Path, cfg: InferBenchConfig, progress: Callable[[str], None] = pri
         image, truth = case_files(name, work)
         out_dir = work / "labels" / name
         out_dir.mkdir(parents=True, exist_ok=True)
-        shape = list(nib.load(str(image)).shape)
-        entry: dict[str, Any] = {"shape": shape,
-                                 "spacing_mm": [round(float(v), 3) for v in
-                                                nib.affines.voxel_sizes(nib.load(str(image)).affine)]}
+        header = nib.load(str(image))
+        entry: dict[str, Any] = {"shape": list(header.shape),
+                                 "spacing_mm": [round(float(v), 3) for v in nib.affines.voxel_sizes(header.affine)]}
         labels = {}
         for pipeline in (*cfg.pipelines, *(cfg.levers if name == cfg.cases[0] else ())):
             progress(f"{name}: {pipeline}, {cfg.runs} runs")

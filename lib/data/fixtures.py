@@ -190,14 +190,17 @@ def write_fixture(f: Fixture, out: Path) -> dict[str, Path]:
     return paths
 
 
+def lits_wheel(cache: Path | None = None, find_links: str | None = None) -> Path:
+    """The LiTS wheel from the cache, downloaded into it the first time."""
+    cache = cache or default_cache()
+    wheel = cache / LITS_WHEEL
+    return wheel if wheel.exists() else download_wheel(LITS_REQUIREMENT, cache, find_links)
+
+
 def make_fixtures(out: Path, cache: Path | None = None, find_links: str | None = None,
                   shared: Path | None = None) -> tuple[list[str], str | None]:
     """Write every fixture that can be made here; returns their ids and why the shared ones were skipped."""
-    cache = cache or default_cache()
-    wheel = cache / LITS_WHEEL
-    if not wheel.exists():
-        wheel = download_wheel(LITS_REQUIREMENT, cache, find_links)
-    fixtures = [lits_fixture(wheel)]
+    fixtures = [lits_fixture(lits_wheel(cache, find_links))]
     shared = shared or shared_data_dir()
     skipped = None
     if shared is None:

@@ -35,7 +35,7 @@ from monailabel.tasks.infer.basic_infer import BasicInferTask
 from ..configs.settings import Settings
 from ..errors import InvalidInput, ModelUnavailable
 from ..model.checkpoint import load_network, read_card
-from ..model.network import LABELS, build_unet
+from ..model.network import HU_WINDOW, LABELS, build_unet
 from ..transforms.image_path import RestoreImagePathd, StashImagePathd
 from ..transforms.load import LoadCTd
 from ..transforms.postprocess import LiverTumorPostprocessd, channel_argmax
@@ -43,8 +43,6 @@ from ..transforms.region import CropToLiverd, PasteIntoStudyd
 from ..transforms.report import LesionReportd
 from .autocast import AutocastInferer, autocast_dtype
 from .locate import Locator
-
-HU_WINDOW = (-21.0, 189.0)
 
 
 def preprocessing(spacing: Sequence[float], keys: Sequence[str] = ("image",), label_key: str | None = None

@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import nibabel as nib
 import numpy as np
 import torch
 from monai.data import MetaTensor
@@ -23,10 +24,9 @@ from monai.inferers import SlidingWindowInferer
 from monai.transforms import Orientation, ScaleIntensityRange, Spacing
 from scipy import ndimage
 
+from ..model.network import HU_WINDOW
 from ..transforms.postprocess import FULL_CONNECTIVITY
 from .autocast import AutocastInferer
-
-WINDOW = (-21.0, 189.0)  # the seed's HU window, as in preprocessing()
 
 
 @dataclass
@@ -58,7 +58,7 @@ def whole(shape: tuple[int, ...], reason: str, **kw: Any) -> Region:
 def block_mean(volume: np.ndarray, affine: np.ndarray, target_mm: float) -> tuple[np.ndarray, np.ndarray]:
     """Average whole blocks of voxels (integer factors, no block coarser than target_mm) into float32, a slab of
     slices at a time so that no float copy of the whole volume is made; the affine follows the block centres."""
-    spacing = np.sqrt((affine[:3, :3] ** 2).sum(0))
+    spacing = nib.affines.voxel_sizes(affine)
     f = np.maximum(1, np.floor(target_mm / spacing + 1e-6)).astype(int)
     n = np.asarray(volume.shape[:3]) // f
     if (n < 1).any():
@@ -91,7 +91,7 @@ class Locator:
         image = MetaTensor(torch.from_numpy(coarse)[None], affine=torch.as_tensor(coarse_affine))
         image = Orientation(axcodes="RAS")(image)
         image = Spacing(pixdim=(self.spacing_mm,) * 3, mode="bilinear")(image)
-        image = ScaleIntensityRange(*WINDOW, 0.0, 1.0, clip=True)(image)
+        image = ScaleIntensityRange(*HU_WINDOW, 0.0, 1.0, clip=True)(image)
         with torch.no_grad():
             logits = self.inferer(image.as_tensor()[None].to(self.device), self.network)
         mask = (logits.argmax(1) > 0).cpu()
@@ -126,7 +126,7 @@ class Locator:
         corners = np.array([[a, b, c, 1.0] for a in (lo[0] - 0.5, hi[0] + 0.5) for b in (lo[1] - 0.5, hi[1] + 0.5)
                             for c in (lo[2] - 0.5, hi[2] + 0.5)])
         ijk = (np.linalg.inv(affine) @ coarse_affine @ corners.T)[:3]
-        spacing = np.sqrt((affine[:3, :3] ** 2).sum(0))
+        spacing = nib.affines.voxel_sizes(affine)
         margin = self.margin_mm / spacing
         start = np.maximum(0, np.floor(ijk.min(1) - margin)).astype(int)
         stop = np.minimum(np.asarray(shape[:3]), np.ceil(ijk.max(1) + margin) + 1).astype(int)
