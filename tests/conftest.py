@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -36,3 +41,47 @@ def shared_data() -> Path:
     if path is None:
         pytest.skip("../shared/data (real CT studies) is absent beside this clone")
     return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def served(root: Path, conf: dict[str, str], studies: Path | None = None) -> Iterator[tuple]:
+    """`monailabel start_server` on a copy of sample-data (or `studies`) and of the app, on a loopback port, as a
+    user starts it; yields (MONAI Label's client, the studies folder, the app folder)."""
+    from monailabel.client import MONAILabelClient
+
+    studies_dir, app_dir = root / "studies", root / "app"
+    shutil.copytree(studies or ROOT / "sample-data", studies_dir)
+    shutil.copytree(ROOT / "apps" / "liver_tumor", app_dir, ignore=shutil.ignore_patterns("model", "__pycache__"))
+    port = free_port()
+    bin_dir = Path(sys.executable).parent
+    # MONAI Label rescores every study in the background after each pick and training: here that only competes for CPU
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+           "MONAI_LABEL_AUTO_UPDATE_SCORING": "false"}
+    conf_args = [a for k, v in conf.items() for a in ("--conf", k, str(v))]
+    log = open(root / "server.log", "w")
+    proc = subprocess.Popen([str(bin_dir / "monailabel"), "start_server", "--app", str(app_dir), "--studies",
+                             str(studies_dir), "--host", "127.0.0.1", "--port", str(port), *conf_args],
+                            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    (root / "client").mkdir()
+    client = MONAILabelClient(f"http://127.0.0.1:{port}", tmpdir=str(root / "client"))
+    deadline = time.time() + 180
+    try:
+        while True:
+            try:
+                client.info()
+                break
+            except Exception:
+                if proc.poll() is not None or time.time() > deadline:
+                    pytest.fail(f"the server did not start:\n{(root / 'server.log').read_text()[-3000:]}")
+                time.sleep(1)
+        yield client, studies_dir, app_dir
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=60)
+        log.close()

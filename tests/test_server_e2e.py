@@ -5,70 +5,30 @@ infer again, now with the newly published model (no restart)."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
-from monailabel.client import MONAILabelClient
 
 from lib.bench.accuracy import compare
 from lib.configs.settings import DEMO_CHECKPOINT
 
-from .conftest import ROOT
+from .conftest import ROOT, served
 
 # The demo checkpoint's liver Dice on the 8 unlabelled sample studies (any of which `random` may pick) is 0.75 to
 # 0.95 (phantom_2026_008 lowest; README); a label that does not overlay its image scores far below 0.7.
 LIVER_DICE_THRESHOLD = 0.7
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def running_server(tmp_path_factory):
     if not DEMO_CHECKPOINT.exists():
         pytest.fail(f"the demo checkpoint {DEMO_CHECKPOINT} is missing")
-    root = tmp_path_factory.mktemp("e2e")
-    studies, app_dir = root / "studies", root / "app"
-    shutil.copytree(ROOT / "sample-data", studies)
-    shutil.copytree(ROOT / "apps" / "liver_tumor", app_dir, ignore=shutil.ignore_patterns("model", "__pycache__"))
-    port = free_port()
-    bin_dir = Path(sys.executable).parent
-    # MONAI Label rescores every study in the background after each pick and training: here that only competes for CPU
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-           "MONAI_LABEL_AUTO_UPDATE_SCORING": "false"}
-    conf = ["--conf", "pretrained_path", str(DEMO_CHECKPOINT), "--conf", "crops_per_volume", "2",
-            "--conf", "crop_size", "64"]
-    log = open(root / "server.log", "w")
-    proc = subprocess.Popen([str(bin_dir / "monailabel"), "start_server", "--app", str(app_dir), "--studies",
-                             str(studies), "--host", "127.0.0.1", "--port", str(port), *conf],
-                            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    client = MONAILabelClient(f"http://127.0.0.1:{port}", tmpdir=str(root / "client"))
-    (root / "client").mkdir()
-    deadline = time.time() + 180
-    while True:
-        try:
-            client.info()
-            break
-        except Exception:
-            if proc.poll() is not None or time.time() > deadline:
-                log.close()
-                pytest.fail(f"the server did not start:\n{(root / 'server.log').read_text()[-3000:]}")
-            time.sleep(1)
-    yield client, studies, app_dir
-    os.killpg(proc.pid, 15)
-    proc.wait(timeout=60)
-    log.close()
+    conf = {"pretrained_path": str(DEMO_CHECKPOINT), "crops_per_volume": "2", "crop_size": "64"}
+    with served(tmp_path_factory.mktemp("e2e"), conf) as running:
+        yield running
 
 
 def test_slicer_sequence(running_server):

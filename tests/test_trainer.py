@@ -30,9 +30,19 @@ def test_training_data_is_the_final_labels_plus_a_decathlon_folder(task, tmp_pat
     shutil.copytree(ROOT / "sample-data", store)
     ds = CheckedLocalDatastore(str(store))
     assert len(task.pre_process({}, ds)) == 4
-    msd = make_standin(tmp_path / "msd", count=3, seed=4, test_count=0)
+    # liver_0 trains, liver_1 and liver_2 validate, liver_15 is a test case (the seed's split): never used
+    msd = make_standin(tmp_path / "msd", count=16, seed=4, test_count=0, preset="small")
     data = task.pre_process({"decathlon_dir": str(msd)}, ds)
-    assert len(data) == 7 and sum("Task03_Liver" in d["image"] for d in data) == 3
+    subsets = {d["image"].split("/")[-1].split(".")[0]: d["subset"] for d in data if "Task03_Liver" in d["image"]}
+    assert len(data) == 4 + 15 and "liver_15" not in subsets
+    assert subsets["liver_0"] == "train" and subsets["liver_1"] == subsets["liver_2"] == "validation"
+
+    class Ctx:
+        request = {"val_split": 0.25}
+        datalist = data
+
+    train, val = task.partition_datalist(Ctx())
+    assert len(val) == 1 + 5 and len(train) == 3 + 10  # a quarter of the datastore's 4, and the split's 5
 
 
 def test_too_few_labels_is_a_clear_error(task, tmp_path):

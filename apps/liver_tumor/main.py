@@ -26,6 +26,7 @@ from lib.configs.liver_tumor import DEFAULT_STRATEGY
 from lib.datastore import CheckedLocalDatastore, check_id
 from lib.errors import NotFound
 from lib.infers.batch import BatchInfer
+from lib.trainers.retrain import RetrainTrigger
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,12 @@ def _uploaded(path: str) -> bool:
     real = os.path.realpath(path)
     roots = [tempfile.gettempdir(), monailabel_settings.MONAI_LABEL_SESSION_PATH or ""]
     return os.path.isfile(real) and any(r and real.startswith(os.path.realpath(r) + os.sep) for r in roots)
+
+
+def _training_busy() -> bool:
+    from monailabel.utils.async_tasks.utils import tasks
+
+    return any(t.get("status") in ("SUBMITTED", "RUNNING") for t in tasks("train"))
 
 
 class LiverTumorApp(MONAILabelApp):
@@ -56,6 +63,10 @@ class LiverTumorApp(MONAILabelApp):
             description="3D UNet segmenting the liver and liver tumours in abdominal CT, with active learning",
             version=monailabel.__version__,
         )
+        every = next(iter(self.models.values())).settings.retrain_every
+        self.retrain = RetrainTrigger(every, os.path.join(self.model_dir, "retrain.json"),
+                                      count_final=lambda: len(self.datastore().get_labeled_images()),
+                                      busy=_training_busy, start=self._start_training)
 
     # ---- wiring
     def init_datastore(self) -> Datastore:
@@ -91,6 +102,19 @@ class LiverTumorApp(MONAILabelApp):
         for config in self.models.values():
             methods.update(config.scoring_method() or {})
         return methods
+
+    # ---- retraining as labels accumulate
+    def on_save_label(self, image_id: str, label_id: str) -> dict:
+        return self.retrain.label_saved()
+
+    def _start_training(self) -> bool:
+        from monailabel.utils.async_tasks.task import AsyncTask
+
+        started = True
+        for model in self._trainers:
+            task, _ = AsyncTask.run("train", request={"model": model}, enqueue=False)
+            started = started and task is not None
+        return started
 
     # ---- requests: unknown names are 404s, unusable input 422s (MONAI Label would answer 500)
     def infer(self, request: dict[str, Any], datastore=None):

@@ -51,6 +51,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also the app with each speed lever taken away, on the first case")
     p.set_defaults(run=run_infer)
 
+    p = kinds.add_parser("train", help="MONAI Label's BasicTrainTask (sample-app set-up) vs this app's trainer")
+    p.add_argument("--work", type=output_dir, default=Path("runs/bench-train"), help="phantoms and runs")
+    p.add_argument("--out", type=output_dir, default=Path("runs/bench-train"), help="train.json, train.png go here")
+    p.add_argument("--minutes", type=float, default=None, help="wall-clock budget per trainer (default 10)")
+    p.add_argument("--train", type=positive_int, default=None, help="training phantoms (default 16)")
+    p.add_argument("--val", type=positive_int, default=None, help="validation phantoms (default 4)")
+    p.add_argument("--preset", choices=("small", "medium", "full"), default=None, help="phantom size (small)")
+    p.add_argument("--spacing", type=float, default=None, help="working spacing in mm (default 2.0)")
+    p.add_argument("--crop", type=positive_int, default=None, help="crop edge in voxels (default 64)")
+    p.add_argument("--target", type=float, default=None, help="liver Dice to reach (default 0.90)")
+    p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when there is a GPU")
+    p.add_argument("--only", choices=("baseline", "app"), help="run one trainer only")
+    p.set_defaults(run=run_train)
+
 
 def run_accuracy(args: argparse.Namespace) -> None:
     import tempfile
@@ -130,3 +144,26 @@ def run_infer(args: argparse.Namespace) -> None:
     plot(result, args.out / "infer.png")
     print(table(result), file=sys.stderr)
     print(json.dumps(result, indent=1))
+
+
+def run_train(args: argparse.Namespace) -> None:
+    import torch
+
+    from ..bench.training import TrainBenchConfig, plot, run, save, table, with_changes
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise CliError("--device cuda: no CUDA GPU here")
+    if args.minutes is not None and args.minutes <= 0:
+        raise CliError(f"--minutes must be positive, got {args.minutes}")
+    if args.target is not None and not 0 < args.target <= 1:
+        raise CliError(f"--target must be in (0, 1], got {args.target}")
+    cfg = with_changes(TrainBenchConfig(), minutes=args.minutes, train=args.train, val=args.val, preset=args.preset,
+                       spacing=args.spacing, crop=args.crop, target=args.target, device=args.device,
+                       trainers=(args.only,) if args.only else None)
+    logging.basicConfig(level=logging.WARNING)
+    result = run(args.work, cfg, progress=lambda m: print(m, file=sys.stderr, flush=True))
+    args.out.mkdir(parents=True, exist_ok=True)
+    save(result, args.out / "train.json")
+    plot(result, args.out / "train.png")
+    print(table(result), file=sys.stderr)
+    print(json.dumps({k: v for k, v in result.items()}, indent=1))

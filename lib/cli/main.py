@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import NoReturn, Sequence
 
-from . import bench_commands, data_commands, decathlon, model_commands
+from . import bench_commands, data_commands, decathlon, model_commands, train_command
 from .common import CliError
 
 
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_commands.register(sub)
     decathlon.register(sub)
     model_commands.register(sub)
+    train_command.register(sub)
     bench_commands.register(sub)
     return parser
 

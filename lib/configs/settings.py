@@ -55,7 +55,16 @@ class Settings:
     loss: str = field(default="dice", metadata={"help": "dice or dicece (Dice plus cross-entropy)"})
     val_split: float = field(default=0.2, metadata={"help": "fraction of the labelled studies held out to validate"})
     decathlon_dir: str = field(default="", metadata={
-        "help": "a Task03_Liver folder whose labelled cases are added to the training data (empty: none)"})
+        "help": "a Task03_Liver folder added to the data: its split's 91 training cases train, its 26 validation "
+                "cases validate, its 14 test cases are never used (empty: none)"})
+    cache_mb: float = field(default=4096.0, metadata={
+        "help": "memory for pre-processed studies during training (MB); the rest are read back from the disk "
+                "cache in the model folder, which persists between runs. Per request: cache_mb"})
+    cache_workers: int = field(default=2, metadata={"help": "threads that pre-process studies into the cache"})
+    amp_dtype: str = field(default="float16", metadata={
+        "help": "CUDA mixed precision: float16 (with a gradient scaler) or bfloat16. Per request: amp_dtype"})
+    retrain_every: int = field(default=0, metadata={
+        "help": "start a training run after every N new final labels (0: never); never two runs at once"})
     # --- active learning
     mc_samples: int = field(default=5, metadata={"help": "MC-dropout passes per study for the uncertainty strategy"})
     uncertainty_spacing: tuple[float, float, float] = field(default=(2.0, 2.0, 2.0), metadata={
@@ -84,6 +93,10 @@ class Settings:
             raise ValueError(f"--conf locator_margin_mm must be 0 or more, got {self.locator_margin_mm}")
         if self.serve_window_s < 0:
             raise ValueError(f"--conf serve_window_s must be 0 or more, got {self.serve_window_s}")
+        if self.amp_dtype not in ("float16", "bfloat16"):
+            raise ValueError(f"--conf amp_dtype must be float16 or bfloat16, got {self.amp_dtype!r}")
+        if self.cache_mb < 0 or self.retrain_every < 0:
+            raise ValueError("--conf cache_mb and retrain_every must be 0 or more")
         if self.loss not in ("dice", "dicece"):
             raise ValueError(f"--conf loss must be dice or dicece, got {self.loss!r}")
         if not 0 <= self.dropout < 1:
@@ -98,7 +111,7 @@ class Settings:
         for name in ("roi_size",):
             if any(v < 16 or v % 16 for v in getattr(self, name)):
                 raise ValueError(f"--conf {name} must be multiples of 16, got {getattr(self, name)}")
-        for name in ("sw_batch_size", "max_epochs", "crop_size", "crops_per_volume", "mc_samples"):
+        for name in ("sw_batch_size", "max_epochs", "crop_size", "crops_per_volume", "mc_samples", "cache_workers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--conf {name} must be at least 1, got {getattr(self, name)}")
 

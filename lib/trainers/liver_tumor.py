@@ -1,27 +1,34 @@
 """TrainTask `liver_tumor`: the seed's recipe on MONAI Label's training engine.
 
-Data: the datastore's final labels (and, if configured, a Decathlon Task03 folder). Pre-processing as at
-inference; random 96^3 crops centred on foreground or background 1:1, flips, 90-degree rotations, intensity
-shift. Dice loss (or Dice + cross-entropy), Adam 5e-4, AMP on CUDA (bf16 autocast on CPUs that have it).
-Validation with sliding windows reports Dice per class. MONAI Label runs it on several GPUs when there are.
+Data: the datastore's final labels, and, if configured, a Decathlon Task03 folder (its training subset trains, its
+validation subset validates, its test subset is never used). Pre-processing as at inference, run once per study
+and cached (lib.data.study_cache); random 96^3 crops centred on foreground or background 1:1, flips, 90-degree
+rotations, intensity shift, on the GPU when there is one. Dice loss (or Dice + cross-entropy), Adam 5e-4, AMP on
+CUDA (fp16 with a gradient scaler, or bf16), bf16 autocast on CPUs that have it. Validation with sliding windows
+reports Dice per class.
+
+One code path for one process, MONAI Label's one process per GPU, and torchrun across machines
+(lib.trainers.distributed): each rank trains on its own shard, validation Dice is gathered, rank 0 alone writes.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from ignite.handlers import EarlyStopping
-from monai.data import partition_dataset
+from monai.data import Dataset, partition_dataset
 from monai.engines.workflow import Events
 from monai.handlers import MeanDice, from_engine, stopping_fn_from_metric
-from monai.inferers import SimpleInferer, SlidingWindowInferer
+from monai.inferers import Inferer, SimpleInferer, SlidingWindowInferer
 from monai.losses import DiceCELoss, DiceLoss
 from monai.transforms import (
     Activationsd,
     AsDiscreted,
+    Compose,
     EnsureTyped,
     LoadImaged,
     RandCropByLabelClassesd,
@@ -37,14 +44,52 @@ from monailabel.tasks.train.basic_train import BasicTrainTask, Context
 
 from ..configs.settings import Settings, crop_ratios
 from ..data.decathlon import datalist as decathlon_datalist
+from ..data.study_cache import StudyCache, prune
 from ..errors import InvalidInput
 from ..infers.autocast import AutocastInferer, autocast_dtype, cpu_has_bf16
-from ..infers.liver_tumor import preprocessing
-from ..model.network import LABELS, NUM_CLASSES, build_unet
+from ..infers.liver_tumor import fitted_roi, preprocessing
+from ..model.network import HU_WINDOW, LABELS, NUM_CLASSES, build_unet
+from . import distributed, rank_report, resume
 from .publish import PublishBest
 
 logger = logging.getLogger(__name__)
-CHOICES = ("dataset", "dataloader", "tracking")  # config lists whose first item is the default
+CHOICES = ("dataset", "dataloader", "tracking", "amp_dtype")  # config lists whose first item is the default
+FLAGS = ("resume", "cpu_bf16", "amp", "pretrained")
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text not in ("true", "false", "1", "0", "yes", "no"):
+        raise InvalidInput(f"expected true or false, got {value!r}")
+    return text in ("true", "1", "yes")
+
+
+class FittedWindows(Inferer):
+    """Sliding windows shrunk to each volume, as at inference (`fit_windows`): a volume smaller than the largest
+    window is not padded up to it, a larger one takes as many windows per axis with fewer voxels."""
+
+    def __init__(self, roi: tuple[int, int, int], overlap: float) -> None:
+        super().__init__()
+        self.roi, self.overlap = roi, overlap
+
+    def __call__(self, inputs: torch.Tensor, network: Any, *args: Any, **kwargs: Any):
+        roi = fitted_roi(inputs.shape[2:], self.roi, self.overlap)
+        return SlidingWindowInferer(roi_size=roi, overlap=self.overlap, sw_batch_size=1, mode="gaussian")(
+            inputs, network, *args, **kwargs)
+
+
+class Unwrapped(Inferer):
+    """Runs `inner` on the network inside DistributedDataParallel: validation needs no gradient sync, and ranks may
+    hold different numbers of validation studies."""
+
+    def __init__(self, inner: Inferer) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def __call__(self, inputs: torch.Tensor, network: Any, *args: Any, **kwargs: Any):
+        return self.inner(inputs, distributed.unwrap(network), *args, **kwargs)
 
 
 class SelectClass:
@@ -75,8 +120,13 @@ class LiverTumorTrain(BasicTrainTask):
                 "crop_size": settings.crop_size,
                 "crops_per_volume": settings.crops_per_volume,
                 "crop_ratios": settings.crop_ratios,
-                "dataset": ["CacheDataset", "Dataset", "PersistentDataset"],
+                # StudyCache: pre-processed once per study, on disk between runs, in memory up to cache_mb
+                "dataset": ["StudyCache", "Dataset"],
+                "cache_mb": settings.cache_mb,
+                "cache_workers": settings.cache_workers,
                 "dataloader": ["ThreadDataLoader", "DataLoader"],
+                "amp_dtype": ["float16", "bfloat16"] if settings.amp_dtype == "float16" else ["bfloat16", "float16"],
+                "resume": False,
                 # MLflow (MONAI Label's default when tracking is on) no longer takes a file store: off by default
                 "tracking": ["None", "mlflow"],
                 "cpu_bf16": cpu_has_bf16(),
@@ -84,7 +134,7 @@ class LiverTumorTrain(BasicTrainTask):
                 "val_interval": 1,
                 "seed": -1,
             },
-            amp=settings.amp and torch.cuda.is_available(),
+            amp=settings.amp,
             publish_path=publish_path,
             labels=LABELS,
             load_strict=True,
@@ -98,35 +148,102 @@ class LiverTumorTrain(BasicTrainTask):
             req[key] = value[0] if isinstance(value, list) else value
         if req["loss"] not in ("dice", "dicece"):
             raise InvalidInput(f"loss must be dice or dicece, got {req['loss']!r}")
+        if req["dataset"] not in ("StudyCache", "Dataset"):
+            raise InvalidInput(f"dataset must be StudyCache or Dataset, got {req['dataset']!r}")
+        if req["amp_dtype"] not in ("float16", "bfloat16"):
+            raise InvalidInput(f"amp_dtype must be float16 or bfloat16, got {req['amp_dtype']!r}")
+        for key in FLAGS:
+            if key in req:
+                req[key] = _flag(req[key])
         try:
             crop_ratios(str(req.get("crop_ratios") or ""))
+            for key in ("max_epochs", "val_interval", "crop_size", "crops_per_volume", "cache_workers"):
+                if key in req and int(req[key]) < 1:
+                    raise ValueError(f"{key} must be at least 1, got {req[key]}")
+            if float(req.get("cache_mb", 0)) < 0:
+                raise ValueError(f"cache_mb must be 0 or more, got {req['cache_mb']}")
         except ValueError as e:
             raise InvalidInput(str(e)) from None
         self._val_interval = int(req.get("val_interval", self._config["val_interval"]))
+        self._amp = _flag(req.get("amp", self.settings.amp)) and torch.cuda.is_available()
         seed = int(req.get("seed", -1))
         if seed >= 0:
             set_determinism(seed=seed)
-        return super().__call__(req, datastore)
+        launch = distributed.torchrun_launch()
+        if launch is None:
+            return super().__call__(req, datastore)
+        return self._torchrun(launch, req, datastore)
+
+    def _torchrun(self, launch: distributed.Launch, request: dict, datastore: Datastore) -> dict:
+        """This process is one of torchrun's: join the group and train this rank's part (MONAI Label's own
+        multi-GPU path would spawn more processes)."""
+        req = {**self._config, **request, "multi_gpu": False}  # the group is joined here, not by MONAI Label
+        asked = req.get("device") or "cuda"
+        asked = str(asked[0] if isinstance(asked, list) else asked)
+        wanted = torch.device("cuda" if torch.cuda.is_available() and asked.startswith("cuda") else "cpu")
+        device = distributed.start(launch, wanted)
+        try:
+            req["device"] = device
+            req["run_id"] = distributed.from_rank0(datetime.now().strftime("%Y%m%d_%H%M%S"))
+            datalist = distributed.from_rank0(self.pre_process(req, datastore) if launch.rank == 0 else None)
+            result = self.train(launch.rank, launch.world_size, req, datalist)
+            if launch.rank == 0:
+                self.cleanup(req)
+            return result
+        finally:
+            torch.distributed.destroy_process_group()
 
     def pre_process(self, request: dict, datastore: Datastore) -> list[dict]:
-        data = datastore.datalist()
+        """The datastore's final labels, then a Decathlon folder's training and validation subsets (tagged)."""
+        data = [dict(d, subset="datastore") for d in datastore.datalist()] if datastore is not None else []
         decathlon = request.get("decathlon_dir")
         if decathlon:
-            data += decathlon_datalist(Path(decathlon))
+            for subset in ("train", "validation"):
+                data += [dict(d, subset=subset) for d in decathlon_datalist(Path(decathlon), "seed", subset)]
+        # MONAI Label's own request key: studies to validate on instead of a share of the datastore's
+        data += [dict(d, subset="validation") for d in request.get("val_ds") or []]
         if len(data) < 2:
             raise InvalidInput(f"training needs at least 2 studies with final labels, the datastore has {len(data)}")
         return data
 
     def partition_datalist(self, context: Context, shuffle: bool = False):
-        """At least one study for validation, whatever val_split rounds to."""
-        val_split = float(context.request.get("val_split", self.settings.val_split))
-        n_val = max(1, int(round(len(context.datalist) * val_split)))
-        train, val = partition_dataset(context.datalist, ratios=[len(context.datalist) - n_val, n_val])
+        """Datastore studies: at least one for validation, whatever val_split rounds to, unless the request names
+        its validation studies (val_ds). Decathlon studies: its split's training and validation subsets."""
+        ours = [d for d in context.datalist if d.get("subset", "datastore") == "datastore"]
+        train = [d for d in context.datalist if d.get("subset") == "train"]
+        val = [d for d in context.datalist if d.get("subset") == "validation"]
+        if ours and context.request.get("val_ds"):
+            train = ours + train
+        elif ours:
+            val_split = float(context.request.get("val_split", self.settings.val_split))
+            n_val = max(1, int(round(len(ours) * val_split))) if len(ours) > 1 or not val else 0
+            if n_val >= len(ours) and not train:
+                n_val = len(ours) - 1
+            if n_val:
+                mine_train, mine_val = partition_dataset(ours, ratios=[len(ours) - n_val, n_val])
+            else:
+                mine_train, mine_val = ours, []
+            train, val = mine_train + train, mine_val + val
+        if not train or not val:
+            raise InvalidInput(f"training needs at least one study to train on and one to validate on, got "
+                               f"{len(train)} and {len(val)}")
         return train, val
 
     # ---- model
     def network(self, context: Context):
-        return build_unet(self.settings.dropout)
+        net = build_unet(self.settings.dropout)
+        return net.to(memory_format=torch.channels_last_3d) if self.settings.channels_last else net
+
+    def _device(self, context: Context) -> torch.device:
+        if isinstance(context.request.get("device"), torch.device) and distributed.torchrun_launch():
+            return context.request["device"]  # joined by _torchrun
+        return super()._device(context)
+
+    def _create_network_and_optimizer(self, context: Context):
+        """As MONAI Label's, but DDP also around CPU networks (gloo), which MONAI Label passes device_ids=[None]."""
+        context.network = self.network(context).to(context.device)
+        optimizer = self.optimizer(context)
+        return distributed.wrap(context.network, context.device, self._find_unused_parameters), optimizer
 
     def optimizer(self, context: Context):
         return torch.optim.Adam(context.network.parameters(), lr=float(context.request.get("learning_rate")))
@@ -143,38 +260,80 @@ class LiverTumorTrain(BasicTrainTask):
         """Fine-tune from the model in use (published, else pretrained); from scratch when pretrained is false."""
         return self._current_model() if pretrained else None
 
+    def _load_checkpoint(self, context: Context, train_handlers: list) -> None:
+        if not context.request.get("resume"):  # a resumed run starts from its own weights (lib.trainers.resume)
+            super()._load_checkpoint(context, train_handlers)
+
     # ---- data
-    def train_pre_transforms(self, context: Context):
+    def _crop(self, context: Context):
         size = (int(context.request.get("crop_size")),) * 3
         crops = int(context.request.get("crops_per_volume"))
         ratios = crop_ratios(str(context.request.get("crop_ratios") or ""))
         if ratios is None:  # the seed's: centred on foreground (liver or tumour) or background, 1:1
-            crop = RandCropByPosNegLabeld(keys=("image", "label"), label_key="label", spatial_size=size, pos=1, neg=1,
+            return RandCropByPosNegLabeld(keys=("image", "label"), label_key="label", spatial_size=size, pos=1, neg=1,
                                           num_samples=crops, image_key="image", image_threshold=0, allow_smaller=True)
-        else:  # per class, so that small tumours are seen often enough to be learnt
-            crop = RandCropByLabelClassesd(keys=("image", "label"), label_key="label", spatial_size=size,
-                                           ratios=list(ratios), num_classes=NUM_CLASSES, num_samples=crops,
-                                           allow_smaller=True, warn=False)
+        # per class, so that small tumours are seen often enough to be learnt
+        return RandCropByLabelClassesd(keys=("image", "label"), label_key="label", spatial_size=size,
+                                       ratios=list(ratios), num_classes=NUM_CLASSES, num_samples=crops,
+                                       allow_smaller=True, warn=False)
+
+    def deterministic_transforms(self, context: Context) -> list:
+        """Once per study: load, the seed's pre-processing, the label as uint8 (a quarter of float's memory)."""
         return [
             LoadImaged(keys=("image", "label")),
             *preprocessing(self.settings.spacing, keys=("image", "label"), label_key="label"),
             EnsureTyped(keys="label", dtype=torch.uint8),
-            crop,
+            SelectItemsd(keys=("image", "label")),
+        ]
+
+    def random_transforms(self, context: Context) -> list:
+        """At every step: crops, flips, rotations, intensity shift; on the GPU when training there."""
+        device = getattr(context, "device", None)
+        to_device = [EnsureTyped(keys=("image", "label"), device=device, track_meta=True)] \
+            if device is not None and torch.device(device).type == "cuda" else []
+        return [
+            *to_device,
+            self._crop(context),
             RandFlipd(keys=("image", "label"), spatial_axis=0, prob=0.1),
             RandFlipd(keys=("image", "label"), spatial_axis=1, prob=0.1),
             RandFlipd(keys=("image", "label"), spatial_axis=2, prob=0.1),
             RandRotate90d(keys=("image", "label"), prob=0.1, max_k=3),
             RandShiftIntensityd(keys="image", offsets=0.1, prob=0.5),
             EnsureTyped(keys="label", dtype=torch.float32),
-            SelectItemsd(keys=("image", "label")),
         ]
 
+    def train_pre_transforms(self, context: Context):
+        return [*self.deterministic_transforms(context), *self.random_transforms(context)]
+
     def val_pre_transforms(self, context: Context):
-        return [
-            LoadImaged(keys=("image", "label")),
-            *preprocessing(self.settings.spacing, keys=("image", "label"), label_key="label"),
-            SelectItemsd(keys=("image", "label")),
-        ]
+        return self.deterministic_transforms(context)
+
+    def cache_signature(self) -> str:
+        """Changes whenever the cached pre-processing would: a different spacing or window is another entry."""
+        return f"liver_tumor/v1/spacing={tuple(self.settings.spacing)}/window={HU_WINDOW}/label=uint8"
+
+    def cache_dir(self) -> Path:
+        """Kept between runs (MONAI Label deletes each run's own cache folder when it ends)."""
+        return Path(self._model_dir) / "cache"
+
+    def _dataset(self, context: Context, datalist: list[dict], is_train: bool, replace_rate: float = 0.25):
+        datalist = distributed.shard(datalist, train=is_train)
+        deterministic = Compose(self.deterministic_transforms(context))
+        per_step = Compose(self.random_transforms(context)) if is_train else None
+        if context.dataset_type == "Dataset":
+            return Dataset(datalist, Compose([deterministic, *([per_step] if per_step else [])])), datalist
+        signature = self.cache_signature()
+        if is_train and distributed.rank() == 0:
+            removed = prune(self.cache_dir(), context.datalist, signature)
+            if removed:
+                logger.info("cache: removed %d entries no study uses any more", removed)
+        n_train, n_val = len(context.train_datalist), len(context.val_datalist)
+        share = (n_train if is_train else n_val) / max(1, n_train + n_val)
+        cache = StudyCache(datalist, deterministic, per_step, signature, self.cache_dir(),
+                           memory_mb=float(context.request.get("cache_mb", self.settings.cache_mb)) * share,
+                           workers=int(context.request.get("cache_workers", self.settings.cache_workers)))
+        logger.info("%d - %s: %d studies", context.local_rank, "training" if is_train else "validation", len(datalist))
+        return cache.warm(), datalist
 
     def train_post_transforms(self, context: Context):
         return [
@@ -183,32 +342,63 @@ class LiverTumorTrain(BasicTrainTask):
         ]
 
     # ---- inference during training
-    def _autocast(self, context: Context):
+    def _autocast(self, context: Context) -> tuple[str, torch.dtype | None]:
+        """CUDA fp16 AMP is the engine's own (with its gradient scaler); CUDA bf16 needs no scaler and runs here,
+        as does bf16 on CPUs that have it."""
         device = context.device
-        cpu_bf16 = str(context.request.get("cpu_bf16", False)).lower() == "true"
-        return device.type, autocast_dtype(device, False, cpu_bf16)  # CUDA AMP is the engine's own
+        if device.type == "cuda":
+            bf16 = self._amp_wanted(context) and context.request.get("amp_dtype") == "bfloat16"
+            return "cuda", torch.bfloat16 if bf16 else None
+        return device.type, autocast_dtype(device, False, bool(context.request.get("cpu_bf16", False)))
+
+    def _amp_wanted(self, context: Context) -> bool:
+        return bool(context.request.get("amp", self.settings.amp))
+
+    def _create_trainer(self, context: Context):
+        # the engine's fp16 AMP only when fp16 is what was asked for (bf16 runs in the inferer)
+        self._amp = self._amp and context.device.type == "cuda" and context.request.get("amp_dtype") == "float16"
+        return super()._create_trainer(context)
 
     def train_inferer(self, context: Context):
         return AutocastInferer(SimpleInferer(), *self._autocast(context))
 
     def val_inferer(self, context: Context):
-        inner = SlidingWindowInferer(roi_size=self.settings.roi_size, overlap=self.settings.sw_overlap,
-                                     sw_batch_size=1, mode="gaussian")
-        return AutocastInferer(inner, *self._autocast(context))
+        inner = FittedWindows(self.settings.roi_size, self.settings.sw_overlap)
+        return Unwrapped(AutocastInferer(inner, *self._autocast(context)))
 
     def val_additional_metrics(self, context: Context):
         return {f"val_{name}_dice": MeanDice(output_transform=SelectClass(c), include_background=True)
                 for name, c in LABELS.items()}
 
-    # ---- publishing
+    # ---- publishing, progress, resuming
+    @property
+    def curves_path(self) -> Path:
+        """The PNG of loss and Dice per class that each validation redraws."""
+        return Path(self._stats_path).with_name("train_curves.png")
+
     def finalize(self, context: Context):
-        if context.local_rank == 0:
-            card = {**self._card, "trained_on": "this datastore's final labels"
-                    + (" and a Decathlon folder" if context.request.get("decathlon_dir") else ""),
-                    "run_id": context.run_id, "started_from": self.load_path("", bool(context.request["pretrained"]))}
-            PublishBest(self._stats_path, self._publish_path, context.trainer, context.evaluator, context.network,
-                        context.start_ts, self.VAL_METRIC_MEAN_DICE, card,
-                        measure_baseline=bool(card["started_from"])).attach()
+        resumed = None
+        if context.request.get("resume"):
+            state = resume.read(Path(context.output_dir) / resume.FILENAME)
+            if state["epoch"] >= context.max_epochs:
+                raise InvalidInput(f"the run to resume has done {state['epoch']} epochs: ask for more than that "
+                                   f"(max_epochs {context.max_epochs})")
+            resume.restore(state, context.trainer, context.network, context.optimizer)
+            resumed = state["record"]
+        started_from = self.load_path("", bool(context.request["pretrained"])) if not resumed else "a resumed run"
+        card = {**self._card, "trained_on": "this datastore's final labels"
+                + (" and a Decathlon folder" if context.request.get("decathlon_dir") else ""),
+                "run_id": context.run_id, "started_from": started_from}
+        publisher = PublishBest(self._stats_path, self._publish_path, context.trainer, context.evaluator,
+                                context.network, context.start_ts, self.VAL_METRIC_MEAN_DICE, card,
+                                measure_baseline=bool(started_from) and not resumed,
+                                writer=distributed.rank() == 0, resumed=resumed, curves_path=self.curves_path)
+        publisher.attach()
+        resume.ResumePoint(Path(context.output_dir) / resume.FILENAME, context.trainer, context.network,
+                           context.optimizer, publisher.state, context.run_id).attach()
+        rank_report.attach(context.trainer, Path(context.output_dir) / "ranks", context.network, context.device,
+                           distributed.shard(context.train_datalist, train=True),
+                           distributed.shard(context.val_datalist, train=False), lambda: publisher.writes)
         patience = int(context.request.get("early_stop_patience", 0))
         if patience > 0 and context.evaluator is not None:
             context.evaluator.add_event_handler(Events.EPOCH_COMPLETED, EarlyStopping(

@@ -1,14 +1,17 @@
-"""After each validation: record the epoch's numbers, and publish the model when it beats the one in use.
+"""After each validation: record the epoch's numbers, draw the curves, and publish the model when it beats the one in
+use.
 
 MONAI Label's own publisher copies the run's best checkpoint over the published one with shutil.copy (a reader
 can see half a file) and publishes a run's first epoch even when it is worse than the model already serving.
 This one writes atomically, and when fine-tuning it first measures the serving model on the same validation
-data, so that only a better model replaces it.
+data, so that only a better model replaces it. With several ranks, every rank runs the validations (their Dice is
+gathered) and rank 0 alone writes.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from pathlib import Path
@@ -20,6 +23,14 @@ from monailabel.tasks.train.handler import prepare_stats
 
 from ..data.atomic import write_atomic
 from ..model.checkpoint import save_state_dict
+from ..viz.curves import plot_history
+from .distributed import unwrap
+
+logger = logging.getLogger(__name__)
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else "-"
 
 
 def _finite(v: Any) -> Any:
@@ -34,19 +45,32 @@ def _finite(v: Any) -> Any:
 
 class PublishBest:
     def __init__(self, stats_path: str, publish_path: str | None, trainer: Engine, evaluator: Engine | None,
-                 network: torch.nn.Module, start_ts: float, key_metric: str, card: dict, measure_baseline: bool):
-        self.stats_path, self.publish_path = stats_path, publish_path
+                 network: torch.nn.Module, start_ts: float, key_metric: str, card: dict, measure_baseline: bool,
+                 writer: bool = True, resumed: dict | None = None, curves_path: Path | None = None):
+        """writer: this rank writes stats, curves and the model. resumed: the history and best score of the run
+        this one goes on with."""
+        self.stats_path, self.publish_path, self.writer = stats_path, publish_path, writer
+        self.curves_path = curves_path
         self.trainer, self.evaluator, self.network = trainer, evaluator, network
         self.start_ts, self.key_metric, self.card = start_ts, key_metric, card
-        self.measure_baseline = measure_baseline
-        self.best = -math.inf
-        self.baseline: float | None = None
-        self.published_epoch: int | None = None
-        self.history: list[dict] = []
+        self.measure_baseline = measure_baseline and not resumed
+        resumed = resumed or {}
+        self.best = resumed.get("best", -math.inf)
+        self.baseline: float | None = resumed.get("baseline")
+        self.published_epoch: int | None = resumed.get("published_epoch")
+        self.history: list[dict] = list(resumed.get("history", []))
         self._losses: list[float] = []
-        self._epoch_start = time.time()
+        self._samples = 0
+        self.writes = 0  # models this rank wrote
+        self._epoch_start = self._last_step = time.time()
+
+    def state(self) -> dict:
+        """What a resumed run needs to go on where this one stopped."""
+        return {"best": self.best, "baseline": self.baseline, "published_epoch": self.published_epoch,
+                "history": self.history}
 
     def attach(self) -> None:
+        """On every rank: the validations are collective when several ranks train."""
         self.trainer.add_event_handler(Events.STARTED, self._baseline)
         self.trainer.add_event_handler(Events.EPOCH_STARTED, self._epoch_started)
         self.trainer.add_event_handler(Events.ITERATION_COMPLETED, self._iteration)
@@ -62,10 +86,13 @@ class PublishBest:
             self.history.clear()
 
     def _epoch_started(self, engine: Engine) -> None:
-        self._epoch_start, self._losses = time.time(), []
+        self._epoch_start, self._losses, self._samples = time.time(), [], 0
+        self._last_step = self._epoch_start
 
     def _iteration(self, engine: Engine) -> None:
         out = engine.state.output
+        self._samples += len(out) if isinstance(out, list) else 1  # MONAI decollates a batch into its samples
+        self._last_step = time.time()
         out = out[0] if isinstance(out, list) else out
         if isinstance(out, dict) and "loss" in out:
             self._losses.append(float(out["loss"]))
@@ -84,17 +111,29 @@ class PublishBest:
         if self.publish_path and score is not None and score > self.best:
             self.best = score
             self.published_epoch = epoch
-            save_state_dict(self.network, Path(self.publish_path),
-                            meta={**self.card, "epoch": epoch, "metrics": metrics, "published_ts": int(time.time())})
+            if self.writer:
+                meta = {**self.card, "epoch": epoch, "metrics": metrics, "published_ts": int(time.time())}
+                save_state_dict(unwrap(self.network), Path(self.publish_path), meta=meta)
+                self.writes += 1
             published = True
         self.history.append({
             "epoch": epoch,
             "loss": sum(self._losses) / len(self._losses) if self._losses else None,
             **metrics,
             "seconds": round(time.time() - self._epoch_start, 1),
+            # this rank's training steps (data loading included, validation not), for samples per second
+            "train_seconds": round(self._last_step - self._epoch_start, 2),
+            "samples": self._samples,
             "published": published,
         })
-        self.write_stats()
+        h = self.history[-1]
+        logger.info("epoch %d/%d: loss %s, Dice liver %s tumour %s, %.0f s%s", epoch, self.trainer.state.max_epochs,
+                    _fmt(h["loss"]), _fmt(h.get("val_liver_dice")), _fmt(h.get("val_tumour_dice")), h["seconds"],
+                    ", published" if published else "")
+        if self.writer:
+            self.write_stats()
+            if self.curves_path:
+                plot_history(self.history, self.curves_path, title=str(self.card.get("model", "training")))
 
     def write_stats(self) -> dict:
         stats = prepare_stats(self.start_ts, self.trainer, self.evaluator)

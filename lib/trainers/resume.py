@@ -1,0 +1,63 @@
+"""What a stopped or killed training run needs to go on: after every epoch rank 0 writes the weights, the
+optimizer, the epoch and the publisher's record to one file, atomically (MONAI's CheckpointSaver keeps the weights
+only and names files by epoch). `resume: true` in a train request loads it at the start, on every rank."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable
+
+import torch
+from monai.engines.workflow import Engine, Events
+
+from ..data.atomic import write_atomic
+from . import distributed
+from .distributed import unwrap
+
+logger = logging.getLogger(__name__)
+FILENAME = "resume.pt"
+
+
+class ResumePoint:
+    def __init__(self, path: Path, trainer: Engine, network: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                 record: Callable[[], dict], run_id: str) -> None:
+        self.path, self.trainer, self.network, self.optimizer = Path(path), trainer, network, optimizer
+        self.record, self.run_id = record, run_id
+
+    def attach(self) -> None:
+        if distributed.rank() == 0:
+            self.trainer.add_event_handler(Events.EPOCH_COMPLETED, self.save)
+
+    def save(self, engine: Engine) -> None:
+        state = {"model": unwrap(self.network).state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "epoch": engine.state.epoch, "iteration": engine.state.iteration, "record": self.record(),
+                 "run_id": self.run_id}
+        write_atomic(self.path, lambda p: torch.save(state, p))
+
+
+def read(path: Path) -> dict:
+    """Rank 0 reads the file and every rank gets its content (other machines may not see rank 0's disk)."""
+    state = None
+    if distributed.rank() == 0:
+        if not path.exists():
+            state = {"error": f"no run to resume: {path} does not exist (it is written after each epoch)"}
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+    state = distributed.from_rank0(state)
+    if "error" in state:
+        raise FileNotFoundError(state["error"])
+    return state
+
+
+def restore(state: dict, trainer: Engine, network: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Put the weights and optimizer back now and the epoch counter when the trainer starts (ignite resets it)."""
+    unwrap(network).load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+
+    def go_on(engine: Engine) -> None:
+        engine.state.epoch, engine.state.iteration = state["epoch"], state["iteration"]
+        logger.info("resuming run %s after epoch %d of %d", state.get("run_id"), state["epoch"],
+                    engine.state.max_epochs)
+
+    trainer.add_event_handler(Events.STARTED, go_on)

@@ -1,0 +1,44 @@
+"""Training curves from a run's history (MONAI Label's train stats): loss, and validation Dice per class, against
+epoch and against wall-clock time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from ..data.atomic import write_atomic  # noqa: E402
+
+SERIES = {"val_liver_dice": ("liver Dice", "#2e7d32"), "val_tumour_dice": ("tumour Dice", "#c62828"),
+          "val_mean_dice": ("mean Dice", "#555555")}
+
+
+def plot_history(history: Sequence[dict], out: Path, title: str = "training") -> Path:
+    """One PNG: loss per epoch (left) and validation Dice per class per epoch (right); published epochs marked."""
+    fig, (ax_loss, ax_dice) = plt.subplots(1, 2, figsize=(10, 3.6))
+    epochs = [h["epoch"] for h in history]
+    losses = [(h["epoch"], h["loss"]) for h in history if h.get("loss") is not None]
+    if losses:
+        ax_loss.plot(*zip(*losses), "o-", color="#1565c0", ms=3)
+    ax_loss.set(xlabel="epoch", ylabel="training loss", title="loss")
+    for key, (name, colour) in SERIES.items():
+        points = [(h["epoch"], h[key]) for h in history if isinstance(h.get(key), (int, float))]
+        if points:
+            ax_dice.plot(*zip(*points), "o-", color=colour, ms=3, label=name)
+    for h in history:
+        if h.get("published"):
+            ax_dice.axvline(h["epoch"], color="#999999", lw=0.6, ls=":")
+    ax_dice.set(xlabel="epoch  (dotted: a model was published)", ylabel="validation Dice", ylim=(0, 1),
+                title="validation")
+    if epochs:
+        ax_dice.legend(loc="lower right", fontsize=8)
+        seconds = sum(h.get("seconds") or 0 for h in history)
+        fig.suptitle(f"{title}: {len(epochs)} epochs, {seconds / 60:.1f} min", fontsize=10)
+    fig.tight_layout()
+    write_atomic(Path(out), lambda p: fig.savefig(p, dpi=110))
+    plt.close(fig)
+    return Path(out)
