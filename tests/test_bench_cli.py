@@ -38,3 +38,25 @@ def test_bench_infer_on_the_real_case(tmp_path):
     assert case["dice"]["app_vs_baseline"]["liver"] > 0.9
     assert result["matmul_peak_gflop_per_s"]["fp32"] > 1 and result["forward_160"][0]["gflop_per_s"] > 1
     assert (tmp_path / "o" / "infer.png").stat().st_size > 10_000 and "lits_117" in proc.stderr
+
+
+def test_bench_train_runs_both_trainers_side_by_side(tmp_path):
+    """Both trainers on 2 tiny phantoms for a few seconds each: samples/s, Dice per epoch, memory, the plot."""
+    import json
+
+    proc = run_cli("bench", "train", "--minutes", "0.1", "--train", "2", "--val", "1", "--spacing", "4", "--crop",
+                   "32", "--target", "0.01", "--work", tmp_path / "w", "--out", tmp_path / "o")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout)
+    for role in ("baseline", "app"):
+        r = result["trainers"][role]
+        assert r["epochs"] and r["samples"] == 2 * 4 * len(r["epochs"])  # 2 studies x 4 crops per epoch
+        assert r["samples_per_s"] > 0 and r["peak_rss_mb"] > 100
+        assert all(0 <= e["liver_dice"] <= 1 for e in r["epochs"])
+    assert result["ratios"]["throughput"] > 0
+    assert (tmp_path / "o" / "train.png").stat().st_size > 10_000
+    assert "| baseline |" in proc.stderr and "| app |" in proc.stderr
+
+
+def test_bench_train_refuses_a_bad_budget(tmp_path):
+    assert "--minutes" in one_line_error(run_cli("bench", "train", "--minutes", "0", "--work", tmp_path))

@@ -216,3 +216,25 @@ def test_the_server_retrains_after_every_n_final_labels(tmp_path):
         stats = client.info()["train_stats"]["liver_tumor"]
         assert [h["epoch"] for h in stats["history"]] == [1]
         assert (app_dir / "model" / "liver_tumor.pt").exists()
+
+
+def test_the_weight_average_starts_at_the_weights_and_lags_them_more_and_more():
+    from lib.trainers.averaging import WeightAverage
+
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    average = WeightAverage(net, 0.99)
+    with torch.no_grad():
+        net[0].weight.add_(5.0)  # as a checkpoint loaded when training starts
+    average.restart()
+    w0 = net[0].weight.detach().clone()
+    assert torch.equal(average.module[0].weight, w0)
+    for step in range(1, 4):
+        with torch.no_grad():
+            net[0].weight.add_(1.0)
+        before = average.module[0].weight.detach().clone()
+        average.update()
+        d = 0.0 if step == 1 else min(0.99, step / (9 + step))  # the first update takes the weights as they are
+        assert torch.allclose(average.module[0].weight, d * before + (1 - d) * (w0 + step), atol=1e-6)
+    net.train()(torch.randn(4, 2))  # batch-norm statistics are averaged too
+    average.update()
+    assert not torch.equal(average.module[1].running_mean, torch.zeros(2))

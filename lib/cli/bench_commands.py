@@ -63,6 +63,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", type=float, default=None, help="liver Dice to reach (default 0.90)")
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when there is a GPU")
     p.add_argument("--only", choices=("baseline", "app"), help="run one trainer only")
+    p.add_argument("--app-conf", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                   help="an app option for the app's trainer only, to measure a variant (learning_rate 0.001)")
     p.set_defaults(run=run_train)
 
 
@@ -157,9 +159,13 @@ def run_train(args: argparse.Namespace) -> None:
         raise CliError(f"--minutes must be positive, got {args.minutes}")
     if args.target is not None and not 0 < args.target <= 1:
         raise CliError(f"--target must be in (0, 1], got {args.target}")
+    from ..configs.settings import Settings
+
+    Settings.from_conf(dict(args.app_conf))  # a bad option stops here, named
     cfg = with_changes(TrainBenchConfig(), minutes=args.minutes, train=args.train, val=args.val, preset=args.preset,
                        spacing=args.spacing, crop=args.crop, target=args.target, device=args.device,
-                       trainers=(args.only,) if args.only else None)
+                       trainers=(args.only,) if args.only else None,
+                       app_conf=tuple(tuple(kv) for kv in args.app_conf) or None)
     logging.basicConfig(level=logging.WARNING)
     result = run(args.work, cfg, progress=lambda m: print(m, file=sys.stderr, flush=True))
     args.out.mkdir(parents=True, exist_ok=True)

@@ -61,14 +61,14 @@ def _is_rank0() -> bool:
 
 
 def run_train(args: argparse.Namespace) -> None:
-    from ..configs.liver_tumor import LiverTumor
-    from ..datastore import CheckedLocalDatastore
-    from ..errors import AppError
-
     if args.datastore is None and args.decathlon is None:
         raise CliError("give --datastore, --decathlon, or both")
     if args.device and args.device.split(":")[0] not in ("cuda", "cpu"):
         raise CliError(f"--device must be cuda or cpu, got {args.device!r}")
+    from ..configs.liver_tumor import LiverTumor
+    from ..datastore import CheckedLocalDatastore
+    from ..errors import AppError
+
     logging.basicConfig(level=logging.INFO if _is_rank0() else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     conf = dict(args.conf)

@@ -35,7 +35,9 @@ class Settings:
     amp: bool = field(default=True, metadata={"help": "mixed precision on CUDA (inference and training)"})
     cpu_bf16: bool = field(default=True, metadata={
         "help": "bfloat16 autocast on CPUs with AVX-512 BF16 or AMX (ignored on others); per request: cpu_bf16"})
-    channels_last: bool = field(default=True, metadata={"help": "channels-last 3D memory layout for the network"})
+    channels_last: bool = field(default=True, metadata={
+        "help": "channels-last 3D memory layout for the network at inference (training does not use it: its "
+                "backward pass gave NaN gradients here)"})
     locator_path: str = field(default=str(LOCATOR_CHECKPOINT), metadata={
         "help": "the small 4 mm UNet that finds the liver first, so that full resolution runs only around it; "
                 "'none': the whole volume at full resolution. Per request: cascade (true or false)"})
@@ -63,6 +65,9 @@ class Settings:
     cache_workers: int = field(default=2, metadata={"help": "threads that pre-process studies into the cache"})
     amp_dtype: str = field(default="float16", metadata={
         "help": "CUDA mixed precision: float16 (with a gradient scaler) or bfloat16. Per request: amp_dtype"})
+    weight_average: float = field(default=0.99, metadata={
+        "help": "decay of the moving average of the weights that is validated and published (0: the last step's "
+                "weights). Per request: weight_average"})
     retrain_every: int = field(default=0, metadata={
         "help": "start a training run after every N new final labels (0: never); never two runs at once"})
     # --- active learning
@@ -95,6 +100,8 @@ class Settings:
             raise ValueError(f"--conf serve_window_s must be 0 or more, got {self.serve_window_s}")
         if self.amp_dtype not in ("float16", "bfloat16"):
             raise ValueError(f"--conf amp_dtype must be float16 or bfloat16, got {self.amp_dtype!r}")
+        if not 0 <= self.weight_average < 1:
+            raise ValueError(f"--conf weight_average must be in [0, 1), got {self.weight_average}")
         if self.cache_mb < 0 or self.retrain_every < 0:
             raise ValueError("--conf cache_mb and retrain_every must be 0 or more")
         if self.loss not in ("dice", "dicece"):

@@ -50,6 +50,7 @@ from ..infers.autocast import AutocastInferer, autocast_dtype, cpu_has_bf16
 from ..infers.liver_tumor import fitted_roi, preprocessing
 from ..model.network import HU_WINDOW, LABELS, NUM_CLASSES, build_unet
 from . import distributed, rank_report, resume
+from .averaging import WeightAverage
 from .publish import PublishBest
 
 logger = logging.getLogger(__name__)
@@ -80,16 +81,17 @@ class FittedWindows(Inferer):
             inputs, network, *args, **kwargs)
 
 
-class Unwrapped(Inferer):
-    """Runs `inner` on the network inside DistributedDataParallel: validation needs no gradient sync, and ranks may
-    hold different numbers of validation studies."""
+class Validated(Inferer):
+    """Runs `inner` on the averaged weights when there are (lib.trainers.averaging), else on the network inside
+    DistributedDataParallel: validation needs no gradient sync, and ranks may hold different numbers of studies."""
 
-    def __init__(self, inner: Inferer) -> None:
+    def __init__(self, inner: Inferer, average: WeightAverage | None) -> None:
         super().__init__()
-        self.inner = inner
+        self.inner, self.average = inner, average
 
     def __call__(self, inputs: torch.Tensor, network: Any, *args: Any, **kwargs: Any):
-        return self.inner(inputs, distributed.unwrap(network), *args, **kwargs)
+        net = self.average.module if self.average is not None else distributed.unwrap(network)
+        return self.inner(inputs, net, *args, **kwargs)
 
 
 class SelectClass:
@@ -124,6 +126,7 @@ class LiverTumorTrain(BasicTrainTask):
                 "dataset": ["StudyCache", "Dataset"],
                 "cache_mb": settings.cache_mb,
                 "cache_workers": settings.cache_workers,
+                "weight_average": settings.weight_average,
                 "dataloader": ["ThreadDataLoader", "DataLoader"],
                 "amp_dtype": ["float16", "bfloat16"] if settings.amp_dtype == "float16" else ["bfloat16", "float16"],
                 "resume": False,
@@ -162,6 +165,8 @@ class LiverTumorTrain(BasicTrainTask):
                     raise ValueError(f"{key} must be at least 1, got {req[key]}")
             if float(req.get("cache_mb", 0)) < 0:
                 raise ValueError(f"cache_mb must be 0 or more, got {req['cache_mb']}")
+            if not 0 <= float(req.get("weight_average", 0)) < 1:
+                raise ValueError(f"weight_average must be in [0, 1), got {req['weight_average']}")
         except ValueError as e:
             raise InvalidInput(str(e)) from None
         self._val_interval = int(req.get("val_interval", self._config["val_interval"]))
@@ -185,7 +190,15 @@ class LiverTumorTrain(BasicTrainTask):
         try:
             req["device"] = device
             req["run_id"] = distributed.from_rank0(datetime.now().strftime("%Y%m%d_%H%M%S"))
-            datalist = distributed.from_rank0(self.pre_process(req, datastore) if launch.rank == 0 else None)
+            datalist, error = None, None
+            if launch.rank == 0:
+                try:
+                    datalist = self.pre_process(req, datastore)
+                except InvalidInput as e:  # every rank must hear of it, or the others wait for data forever
+                    error = e.detail
+            datalist, error = distributed.from_rank0((datalist, error))
+            if error:
+                raise InvalidInput(error)
             result = self.train(launch.rank, launch.world_size, req, datalist)
             if launch.rank == 0:
                 self.cleanup(req)
@@ -231,8 +244,9 @@ class LiverTumorTrain(BasicTrainTask):
 
     # ---- model
     def network(self, context: Context):
-        net = build_unet(self.settings.dropout)
-        return net.to(memory_format=torch.channels_last_3d) if self.settings.channels_last else net
+        # not channels-last (`channels_last` is for inference only): here its backward pass gave NaN gradients in the
+        # bottleneck convolution now and then (2^3 voxels there with 32^3 crops; PyTorch 2.14's oneDNN on this CPU)
+        return build_unet(self.settings.dropout)
 
     def _device(self, context: Context) -> torch.device:
         if isinstance(context.request.get("device"), torch.device) and distributed.torchrun_launch():
@@ -243,6 +257,8 @@ class LiverTumorTrain(BasicTrainTask):
         """As MONAI Label's, but DDP also around CPU networks (gloo), which MONAI Label passes device_ids=[None]."""
         context.network = self.network(context).to(context.device)
         optimizer = self.optimizer(context)
+        decay = float(context.request.get("weight_average", self.settings.weight_average))
+        context.average = WeightAverage(context.network, decay) if decay > 0 else None
         return distributed.wrap(context.network, context.device, self._find_unused_parameters), optimizer
 
     def optimizer(self, context: Context):
@@ -364,7 +380,7 @@ class LiverTumorTrain(BasicTrainTask):
 
     def val_inferer(self, context: Context):
         inner = FittedWindows(self.settings.roi_size, self.settings.sw_overlap)
-        return Unwrapped(AutocastInferer(inner, *self._autocast(context)))
+        return Validated(AutocastInferer(inner, *self._autocast(context)), getattr(context, "average", None))
 
     def val_additional_metrics(self, context: Context):
         return {f"val_{name}_dice": MeanDice(output_transform=SelectClass(c), include_background=True)
@@ -377,25 +393,29 @@ class LiverTumorTrain(BasicTrainTask):
         return Path(self._stats_path).with_name("train_curves.png")
 
     def finalize(self, context: Context):
+        average: WeightAverage | None = getattr(context, "average", None)
+        if average is not None:
+            average.attach(context.trainer)  # first: it starts from the weights loaded before it
         resumed = None
         if context.request.get("resume"):
             state = resume.read(Path(context.output_dir) / resume.FILENAME)
             if state["epoch"] >= context.max_epochs:
                 raise InvalidInput(f"the run to resume has done {state['epoch']} epochs: ask for more than that "
                                    f"(max_epochs {context.max_epochs})")
-            resume.restore(state, context.trainer, context.network, context.optimizer)
+            resume.restore(state, context.trainer, context.network, context.optimizer, average)
             resumed = state["record"]
         started_from = self.load_path("", bool(context.request["pretrained"])) if not resumed else "a resumed run"
         card = {**self._card, "trained_on": "this datastore's final labels"
                 + (" and a Decathlon folder" if context.request.get("decathlon_dir") else ""),
                 "run_id": context.run_id, "started_from": started_from}
+        validated = average.module if average is not None else context.network  # what is validated is published
         publisher = PublishBest(self._stats_path, self._publish_path, context.trainer, context.evaluator,
-                                context.network, context.start_ts, self.VAL_METRIC_MEAN_DICE, card,
+                                validated, context.start_ts, self.VAL_METRIC_MEAN_DICE, card,
                                 measure_baseline=bool(started_from) and not resumed,
                                 writer=distributed.rank() == 0, resumed=resumed, curves_path=self.curves_path)
         publisher.attach()
         resume.ResumePoint(Path(context.output_dir) / resume.FILENAME, context.trainer, context.network,
-                           context.optimizer, publisher.state, context.run_id).attach()
+                           context.optimizer, publisher.state, context.run_id, average).attach()
         rank_report.attach(context.trainer, Path(context.output_dir) / "ranks", context.network, context.device,
                            distributed.shard(context.train_datalist, train=True),
                            distributed.shard(context.val_datalist, train=False), lambda: publisher.writes)

@@ -13,6 +13,7 @@ from monai.engines.workflow import Engine, Events
 
 from ..data.atomic import write_atomic
 from . import distributed
+from .averaging import WeightAverage
 from .distributed import unwrap
 
 logger = logging.getLogger(__name__)
@@ -21,9 +22,9 @@ FILENAME = "resume.pt"
 
 class ResumePoint:
     def __init__(self, path: Path, trainer: Engine, network: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                 record: Callable[[], dict], run_id: str) -> None:
+                 record: Callable[[], dict], run_id: str, average: WeightAverage | None = None) -> None:
         self.path, self.trainer, self.network, self.optimizer = Path(path), trainer, network, optimizer
-        self.record, self.run_id = record, run_id
+        self.record, self.run_id, self.average = record, run_id, average
 
     def attach(self) -> None:
         if distributed.rank() == 0:
@@ -32,7 +33,8 @@ class ResumePoint:
     def save(self, engine: Engine) -> None:
         state = {"model": unwrap(self.network).state_dict(), "optimizer": self.optimizer.state_dict(),
                  "epoch": engine.state.epoch, "iteration": engine.state.iteration, "record": self.record(),
-                 "run_id": self.run_id}
+                 "run_id": self.run_id,
+                 "average": self.average.model.state_dict() if self.average is not None else None}
         write_atomic(self.path, lambda p: torch.save(state, p))
 
 
@@ -50,13 +52,17 @@ def read(path: Path) -> dict:
     return state
 
 
-def restore(state: dict, trainer: Engine, network: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
-    """Put the weights and optimizer back now and the epoch counter when the trainer starts (ignite resets it)."""
+def restore(state: dict, trainer: Engine, network: torch.nn.Module, optimizer: torch.optim.Optimizer,
+            average: WeightAverage | None = None) -> None:
+    """Put the weights and optimizer back now, and the epoch counter and the weight average when the trainer starts
+    (ignite resets the one, the average restarts from the weights: register this after it)."""
     unwrap(network).load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
 
     def go_on(engine: Engine) -> None:
         engine.state.epoch, engine.state.iteration = state["epoch"], state["iteration"]
+        if average is not None and state.get("average") is not None:
+            average.model.load_state_dict(state["average"])
         logger.info("resuming run %s after epoch %d of %d", state.get("run_id"), state["epoch"],
                     engine.state.max_epochs)
 

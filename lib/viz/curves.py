@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from ..data.atomic import write_atomic  # noqa: E402
 
@@ -34,6 +35,8 @@ def plot_history(history: Sequence[dict], out: Path, title: str = "training") ->
             ax_dice.axvline(h["epoch"], color="#999999", lw=0.6, ls=":")
     ax_dice.set(xlabel="epoch  (dotted: a model was published)", ylabel="validation Dice", ylim=(0, 1),
                 title="validation")
+    for ax in (ax_loss, ax_dice):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if epochs:
         ax_dice.legend(loc="lower right", fontsize=8)
         seconds = sum(h.get("seconds") or 0 for h in history)
