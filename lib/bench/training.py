@@ -57,7 +57,8 @@ from ..data.sample_datastore import final_label_path  # noqa: E402
 from ..datastore import CheckedLocalDatastore  # noqa: E402
 from ..infers.liver_tumor import preprocessing  # noqa: E402
 from ..model.network import LABELS, NUM_CLASSES, build_unet  # noqa: E402
-from ..trainers.liver_tumor import LiverTumorTrain, SelectClass  # noqa: E402
+from ..trainers.liver_tumor import LiverTumorTrain  # noqa: E402
+from ..trainers.validation import SelectClass  # noqa: E402
 from .inference import peak_resident_mb  # noqa: E402
 
 TRAINERS = ("baseline", "app")

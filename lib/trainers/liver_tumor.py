@@ -22,8 +22,8 @@ import torch
 from ignite.handlers import EarlyStopping
 from monai.data import Dataset, partition_dataset
 from monai.engines.workflow import Events
-from monai.handlers import MeanDice, from_engine, stopping_fn_from_metric
-from monai.inferers import Inferer, SimpleInferer, SlidingWindowInferer
+from monai.handlers import MeanDice, stopping_fn_from_metric
+from monai.inferers import SimpleInferer
 from monai.losses import DiceCELoss, DiceLoss
 from monai.transforms import (
     Activationsd,
@@ -47,11 +47,12 @@ from ..data.decathlon import datalist as decathlon_datalist
 from ..data.study_cache import StudyCache, prune
 from ..errors import InvalidInput
 from ..infers.autocast import AutocastInferer, autocast_dtype, cpu_has_bf16
-from ..infers.liver_tumor import fitted_roi, preprocessing
+from ..infers.liver_tumor import preprocessing
 from ..model.network import HU_WINDOW, LABELS, NUM_CLASSES, build_unet
 from . import distributed, rank_report, resume
 from .averaging import WeightAverage
 from .publish import PublishBest
+from .validation import FittedWindows, SelectClass, Validated
 
 logger = logging.getLogger(__name__)
 CHOICES = ("dataset", "dataloader", "tracking", "amp_dtype")  # config lists whose first item is the default
@@ -65,44 +66,6 @@ def _flag(value: Any) -> bool:
     if text not in ("true", "false", "1", "0", "yes", "no"):
         raise InvalidInput(f"expected true or false, got {value!r}")
     return text in ("true", "1", "yes")
-
-
-class FittedWindows(Inferer):
-    """Sliding windows shrunk to each volume, as at inference (`fit_windows`): a volume smaller than the largest
-    window is not padded up to it, a larger one takes as many windows per axis with fewer voxels."""
-
-    def __init__(self, roi: tuple[int, int, int], overlap: float) -> None:
-        super().__init__()
-        self.roi, self.overlap = roi, overlap
-
-    def __call__(self, inputs: torch.Tensor, network: Any, *args: Any, **kwargs: Any):
-        roi = fitted_roi(inputs.shape[2:], self.roi, self.overlap)
-        return SlidingWindowInferer(roi_size=roi, overlap=self.overlap, sw_batch_size=1, mode="gaussian")(
-            inputs, network, *args, **kwargs)
-
-
-class Validated(Inferer):
-    """Runs `inner` on the averaged weights when there are (lib.trainers.averaging), else on the network inside
-    DistributedDataParallel: validation needs no gradient sync, and ranks may hold different numbers of studies."""
-
-    def __init__(self, inner: Inferer, average: WeightAverage | None) -> None:
-        super().__init__()
-        self.inner, self.average = inner, average
-
-    def __call__(self, inputs: torch.Tensor, network: Any, *args: Any, **kwargs: Any):
-        net = self.average.module if self.average is not None else distributed.unwrap(network)
-        return self.inner(inputs, net, *args, **kwargs)
-
-
-class SelectClass:
-    """Output transform for a per-class Dice: channel c of the one-hot predictions and labels."""
-
-    def __init__(self, c: int) -> None:
-        self.c = c
-
-    def __call__(self, output):
-        preds, labels = from_engine(["pred", "label"])(output)
-        return [p[self.c : self.c + 1] for p in preds], [y[self.c : self.c + 1] for y in labels]
 
 
 class LiverTumorTrain(BasicTrainTask):
