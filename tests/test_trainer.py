@@ -66,3 +66,9 @@ def test_crops_are_balanced_between_foreground_and_background(task):
     assert 0.25 <= np.mean(centres) <= 0.75  # 1:1 foreground and background centres (a fixed random state)
     assert all(float(c["image"].min()) >= -0.11 and float(c["image"].max()) <= 1.11 for c in crops)
     assert all(c["label"].dtype == torch.float32 for c in crops)
+
+
+def test_the_cpu_bf16_option_reaches_the_train_request(tmp_path):
+    config = LiverTumor()
+    config.init("liver_tumor", str(tmp_path), {"pretrained_path": "none", "cpu_bf16": "false"}, None)
+    assert config.trainer().config()["cpu_bf16"] is False

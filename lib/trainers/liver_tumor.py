@@ -95,7 +95,7 @@ class LiverTumorTrain(BasicTrainTask):
                 "resume": False,
                 # MLflow (MONAI Label's default when tracking is on) no longer takes a file store: off by default
                 "tracking": ["None", "mlflow"],
-                "cpu_bf16": cpu_has_bf16(),
+                "cpu_bf16": settings.cpu_bf16 and cpu_has_bf16(),  # the --conf option, where the CPU has bf16
                 "decathlon_dir": settings.decathlon_dir,
                 "val_interval": 1,
                 "seed": -1,
