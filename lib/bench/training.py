@@ -16,7 +16,6 @@ best Dice per class.
 
 from __future__ import annotations
 
-import json
 import logging
 import multiprocessing as mp
 import platform
@@ -321,10 +320,6 @@ def plot(result: dict, out: Path) -> Path:
     write_atomic(out, lambda p: fig.savefig(p, dpi=110))
     plt.close(fig)
     return out
-
-
-def save(result: dict, out: Path) -> Path:
-    return write_atomic(out, lambda p: Path(p).write_text(json.dumps(result, indent=1)))
 
 
 def with_changes(cfg: TrainBenchConfig, **changes: Any) -> TrainBenchConfig:

@@ -151,7 +151,8 @@ def run_infer(args: argparse.Namespace) -> None:
 def run_train(args: argparse.Namespace) -> None:
     import torch
 
-    from ..bench.training import TrainBenchConfig, plot, run, save, table, with_changes
+    from ..bench.training import TrainBenchConfig, plot, run, table, with_changes
+    from ..data.atomic import save_json
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise CliError("--device cuda: no CUDA GPU here")
@@ -169,7 +170,7 @@ def run_train(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.WARNING)
     result = run(args.work, cfg, progress=lambda m: print(m, file=sys.stderr, flush=True))
     args.out.mkdir(parents=True, exist_ok=True)
-    save(result, args.out / "train.json")
+    save_json(result, args.out / "train.json")
     plot(result, args.out / "train.png")
     print(table(result), file=sys.stderr)
     print(json.dumps({k: v for k, v in result.items()}, indent=1))

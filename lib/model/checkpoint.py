@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from ..data.atomic import write_atomic
+from ..data.atomic import save_json, write_atomic
 from .network import CHANNELS, NUM_CLASSES, build_unet
 
 
@@ -93,7 +93,7 @@ def save_state_dict(network: torch.nn.Module, path: Path, half: bool = False, me
     net = network.module if hasattr(network, "module") else network
     state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu() for k, v in net.state_dict().items()}
     if meta is not None:
-        write_atomic(card_path(path), lambda p: Path(p).write_text(json.dumps(meta, indent=1) + "\n"))
+        save_json(meta, card_path(path))
     return write_atomic(path, lambda p: torch.save(state, p))
 
 

@@ -21,7 +21,7 @@ import torch
 from monai.engines.workflow import Engine, Events
 from monailabel.tasks.train.handler import prepare_stats
 
-from ..data.atomic import write_atomic
+from ..data.atomic import save_json
 from ..model.checkpoint import save_state_dict
 from ..viz.curves import plot_history
 from .distributed import unwrap
@@ -140,5 +140,5 @@ class PublishBest:
         stats.update({"history": self.history, "baseline_metric": self.baseline, "best_metric": _finite(self.best),
                       "published_epoch": self.published_epoch})
         stats = json.loads(json.dumps(stats, default=_finite).replace("NaN", "null"))
-        write_atomic(Path(self.stats_path), lambda p: Path(p).write_text(json.dumps(stats, indent=1)))
+        save_json(stats, Path(self.stats_path))
         return stats

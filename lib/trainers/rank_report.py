@@ -5,7 +5,6 @@ rank writes on its own disk; one file per rank in the run's `ranks/` folder."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import socket
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Callable, Sequence
 import torch
 from monai.engines.workflow import Engine, Events
 
-from ..data.atomic import write_atomic
+from ..data.atomic import save_json
 from . import distributed
 
 
@@ -37,7 +36,7 @@ def attach(trainer: Engine, folder: Path, network: torch.nn.Module, device: torc
                   "val_studies": [d["image"] for d in val], "epochs": engine.state.epoch,
                   "steps": engine.state.iteration, "parameters_sha256": parameters_digest(network),
                   "published_writes": published_writes()}
-        write_atomic(folder / f"rank_{me}.json", lambda p: Path(p).write_text(json.dumps(report, indent=1)))
+        save_json(report, folder / f"rank_{me}.json")
 
     if distributed.rank() == 0:  # an earlier run's reports (the other ranks write theirs only at the end)
         for old in folder.glob("rank_*.json"):
