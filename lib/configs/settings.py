@@ -164,13 +164,18 @@ def crop_ratios(text: str) -> tuple[float, float, float] | None:
     return values  # type: ignore[return-value]
 
 
+def parse_bool(text: str) -> bool:
+    """true/false, 1/0, yes/no in any case; ValueError for anything else."""
+    low = text.strip().lower()
+    if low not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError(f"expected true or false, got {text!r}")
+    return low in ("true", "1", "yes")
+
+
 def _parse(name: str, text: str, default: Any) -> Any:
     try:
         if isinstance(default, bool):
-            low = text.strip().lower()
-            if low not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError
-            return low in ("true", "1", "yes")
+            return parse_bool(text)
         if isinstance(default, tuple):
             parts = [p for p in text.replace("[", "").replace("]", "").replace(" ", "").split(",") if p]
             if len(parts) == 1:

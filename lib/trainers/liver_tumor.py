@@ -42,7 +42,7 @@ from monai.utils import set_determinism
 from monailabel.interfaces.datastore import Datastore
 from monailabel.tasks.train.basic_train import BasicTrainTask, Context
 
-from ..configs.settings import Settings, crop_ratios
+from ..configs.settings import Settings, crop_ratios, parse_bool
 from ..data.decathlon import datalist as decathlon_datalist
 from ..data.study_cache import StudyCache, prune
 from ..errors import InvalidInput
@@ -60,12 +60,13 @@ FLAGS = ("resume", "cpu_bf16", "amp", "pretrained")
 
 
 def _flag(value: Any) -> bool:
+    """A request's boolean, as --conf reads them; a 422 for anything else."""
     if isinstance(value, bool):
         return value
-    text = str(value).strip().lower()
-    if text not in ("true", "false", "1", "0", "yes", "no"):
-        raise InvalidInput(f"expected true or false, got {value!r}")
-    return text in ("true", "1", "yes")
+    try:
+        return parse_bool(str(value))
+    except ValueError as e:
+        raise InvalidInput(str(e)) from None
 
 
 class LiverTumorTrain(BasicTrainTask):
