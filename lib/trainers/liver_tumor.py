@@ -134,7 +134,6 @@ class LiverTumorTrain(BasicTrainTask):
         except ValueError as e:
             raise InvalidInput(str(e)) from None
         self._val_interval = int(req.get("val_interval", self._config["val_interval"]))
-        self._amp = _flag(req.get("amp", self.settings.amp)) and torch.cuda.is_available()
         seed = int(req.get("seed", -1))
         if seed >= 0:
             set_determinism(seed=seed)
@@ -336,7 +335,8 @@ class LiverTumorTrain(BasicTrainTask):
 
     def _create_trainer(self, context: Context):
         # the engine's fp16 AMP only when fp16 is what was asked for (bf16 runs in the inferer)
-        self._amp = self._amp and context.device.type == "cuda" and context.request.get("amp_dtype") == "float16"
+        self._amp = context.device.type == "cuda" and self._amp_wanted(context) \
+            and context.request.get("amp_dtype") == "float16"
         return super()._create_trainer(context)
 
     def train_inferer(self, context: Context):
