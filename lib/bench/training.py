@@ -57,6 +57,7 @@ from ..datastore import CheckedLocalDatastore  # noqa: E402
 from ..infers.liver_tumor import preprocessing  # noqa: E402
 from ..model.network import LABELS, NUM_CLASSES, build_unet  # noqa: E402
 from ..trainers.liver_tumor import LiverTumorTrain  # noqa: E402
+from ..trainers.steps import EpochSteps  # noqa: E402
 from ..trainers.validation import SelectClass  # noqa: E402
 from .inference import peak_resident_mb  # noqa: E402
 
@@ -100,31 +101,19 @@ class Recorder:
     def __init__(self, start: float, budget_s: float) -> None:
         self.start, self.budget_s = start, budget_s
         self.epochs: list[dict] = []
-        self._epoch_start = self._last_step = start
-        self._samples = 0
 
     def attach(self, trainer: Engine, evaluator: Engine) -> None:
         self.trainer = trainer
-        trainer.add_event_handler(Events.EPOCH_STARTED, self._epoch_started)
-        trainer.add_event_handler(Events.ITERATION_COMPLETED, self._step)
+        self.steps = EpochSteps().attach(trainer)
         evaluator.add_event_handler(Events.EPOCH_COMPLETED, self._validated)
-
-    def _epoch_started(self, engine: Engine) -> None:
-        self._epoch_start = self._last_step = time.perf_counter()
-        self._samples = 0
-
-    def _step(self, engine: Engine) -> None:
-        out = engine.state.output
-        self._samples += len(out) if isinstance(out, list) else 1
-        self._last_step = time.perf_counter()
 
     def _validated(self, engine: Engine) -> None:
         if self.trainer.state.epoch == 0:  # a fine-tuning baseline, not a training epoch
             return
         m = engine.state.metrics
         now = time.perf_counter()
-        self.epochs.append({"epoch": self.trainer.state.epoch, "samples": self._samples,
-                            "train_s": round(self._last_step - self._epoch_start, 3),
+        self.epochs.append({"epoch": self.trainer.state.epoch, "samples": self.steps.samples,
+                            "train_s": round(self.steps.seconds, 3),
                             "elapsed_s": round(now - self.start, 1),
                             **{f"{n}_dice": _number(m.get(f"val_{n}_dice")) for n in LABELS}})
         if now - self.start > self.budget_s:

@@ -25,6 +25,7 @@ from ..data.atomic import save_json
 from ..model.checkpoint import save_state_dict
 from ..viz.curves import plot_history
 from .distributed import unwrap
+from .steps import EpochSteps
 
 logger = logging.getLogger(__name__)
 
@@ -60,9 +61,8 @@ class PublishBest:
         self.published_epoch: int | None = resumed.get("published_epoch")
         self.history: list[dict] = list(resumed.get("history", []))
         self._losses: list[float] = []
-        self._samples = 0
+        self.steps = EpochSteps()
         self.writes = 0  # models this rank wrote
-        self._epoch_start = self._last_step = time.time()
 
     def state(self) -> dict:
         """What a resumed run needs to go on where this one stopped."""
@@ -72,6 +72,7 @@ class PublishBest:
     def attach(self) -> None:
         """On every rank: the validations are collective when several ranks train."""
         self.trainer.add_event_handler(Events.STARTED, self._baseline)
+        self.steps.attach(self.trainer)
         self.trainer.add_event_handler(Events.EPOCH_STARTED, self._epoch_started)
         self.trainer.add_event_handler(Events.ITERATION_COMPLETED, self._iteration)
         target = self.evaluator if self.evaluator is not None else self.trainer
@@ -86,13 +87,10 @@ class PublishBest:
             self.history.clear()
 
     def _epoch_started(self, engine: Engine) -> None:
-        self._epoch_start, self._losses, self._samples = time.time(), [], 0
-        self._last_step = self._epoch_start
+        self._losses = []
 
     def _iteration(self, engine: Engine) -> None:
         out = engine.state.output
-        self._samples += len(out) if isinstance(out, list) else 1  # MONAI decollates a batch into its samples
-        self._last_step = time.time()
         out = out[0] if isinstance(out, list) else out
         if isinstance(out, dict) and "loss" in out:
             self._losses.append(float(out["loss"]))
@@ -120,10 +118,10 @@ class PublishBest:
             "epoch": epoch,
             "loss": sum(self._losses) / len(self._losses) if self._losses else None,
             **metrics,
-            "seconds": round(time.time() - self._epoch_start, 1),
+            "seconds": round(time.perf_counter() - self.steps.start, 1),
             # this rank's training steps (data loading included, validation not), for samples per second
-            "train_seconds": round(self._last_step - self._epoch_start, 2),
-            "samples": self._samples,
+            "train_seconds": round(self.steps.seconds, 2),
+            "samples": self.steps.samples,
             "published": published,
         })
         h = self.history[-1]
