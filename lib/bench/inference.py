@@ -398,14 +398,14 @@ def run(work: Path, cfg: InferBenchConfig, progress: Callable[[str], None] = pri
         if "baseline" in entry and "app" in entry:
             entry["speedup"] = round(entry["baseline"]["median_seconds"] / entry["app"]["median_seconds"], 2)
         cases[name] = entry
-    return {"device": _device_name(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+    return {"device": device_name(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
             "baseline": BASELINE, "matmul_peak_gflop_per_s": peaks, "forward_160": forward,
             "checkpoint": cfg.checkpoint or "the demo checkpoint",
             "checkpoint_spacing_mm": read_card(Path(cfg.checkpoint) if cfg.checkpoint else None).get("spacing_mm"),
             "runs": cfg.runs, "cases": cases, "seconds": round(time.time() - started, 1)}
 
 
-def _device_name(device: str) -> str:
+def device_name(device: str) -> str:
     if device.startswith("cuda"):
         return f"CUDA {torch.cuda.get_device_name(0)}"
     import platform

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
-import platform
 import shutil
 import sys
 import time
@@ -59,7 +58,7 @@ from ..model.network import LABELS, NUM_CLASSES, build_unet  # noqa: E402
 from ..trainers.liver_tumor import LiverTumorTrain  # noqa: E402
 from ..trainers.steps import EpochSteps  # noqa: E402
 from ..trainers.validation import SelectClass  # noqa: E402
-from .inference import peak_resident_mb  # noqa: E402
+from .inference import device_name, peak_resident_mb  # noqa: E402
 
 TRAINERS = ("baseline", "app")
 
@@ -246,7 +245,8 @@ def run(work: Path, cfg: TrainBenchConfig, progress: Callable[[str], None] = pri
     started = time.time()
     progress(f"phantoms: {cfg.train} training, {cfg.val} validation ({cfg.preset})")
     store, val = make_data(work, cfg)
-    result: dict[str, Any] = {"config": asdict(cfg), "machine": _machine(cfg.device), "trainers": {}}
+    result: dict[str, Any] = {"config": asdict(cfg), "machine": device_name(cfg.device),
+                              "threads": torch.get_num_threads(), "trainers": {}}
     for role in cfg.trainers:
         progress(f"{role}: training for {cfg.minutes:g} min")
         out = run_trainer(role, cfg, store, val, work / "runs" / role)
@@ -266,12 +266,6 @@ def run(work: Path, cfg: TrainBenchConfig, progress: Callable[[str], None] = pri
         }
     result["seconds"] = round(time.time() - started, 1)
     return result
-
-
-def _machine(device: str) -> str:
-    if device == "cuda":
-        return torch.cuda.get_device_name(0)
-    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
 
 
 def table(result: dict) -> str:
