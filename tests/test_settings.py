@@ -12,7 +12,7 @@ from .conftest import ROOT
 def test_defaults_are_the_seed_recipe():
     s = Settings.from_conf({})
     assert s.spacing == (1.0, 1.0, 1.0) and s.roi_size == (160, 160, 160) and s.crop_size == 96
-    assert s.learning_rate == 5e-4 and s.loss == "dice" and s.sw_overlap == 0.25
+    assert s.learning_rate == 5e-4 and s.loss == "dicece" and s.sw_overlap == 0.25
     assert s.pretrained == DEMO_CHECKPOINT
 
 

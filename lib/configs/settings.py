@@ -54,7 +54,9 @@ class Settings:
         "help": "empty: crops centred on foreground or background 1:1 (the seed's); or background,liver,tumour "
                 "ratios such as 1,1,2 to centre more crops on tumour"})
     learning_rate: float = field(default=5e-4, metadata={"help": "Adam learning rate"})
-    loss: str = field(default="dice", metadata={"help": "dice or dicece (Dice plus cross-entropy)"})
+    loss: str = field(default="dicece", metadata={
+        "help": "dicece (Dice plus cross-entropy; reached liver Dice 0.90 in 99 s against 426 s for Dice alone in "
+                "`bench train`) or dice (the seed's)"})
     val_split: float = field(default=0.2, metadata={"help": "fraction of the labelled studies held out to validate"})
     decathlon_dir: str = field(default="", metadata={
         "help": "a Task03_Liver folder added to the data: its split's 91 training cases train, its 26 validation "

@@ -3,7 +3,7 @@
 Data: the datastore's final labels, and, if configured, a Decathlon Task03 folder (its training subset trains, its
 validation subset validates, its test subset is never used). Pre-processing as at inference, run once per study
 and cached (lib.data.study_cache); random 96^3 crops centred on foreground or background 1:1, flips, 90-degree
-rotations, intensity shift, on the GPU when there is one. Dice loss (or Dice + cross-entropy), Adam 5e-4, AMP on
+rotations, intensity shift, on the GPU when there is one. Dice + cross-entropy (or the seed's Dice), Adam 5e-4, AMP on
 CUDA (fp16 with a gradient scaler, or bf16), bf16 autocast on CPUs that have it. Validation with sliding windows
 reports Dice per class.
 
