@@ -1,5 +1,6 @@
 # Two commands on a fresh machine: `make serve` (the server on sample-data) and `make test`.
-# Both set up what is missing first: a virtual environment in .venv with requirements.txt installed.
+# Both set up what is missing first: a virtual environment in .venv with requirements.txt installed (and, for the
+# tests, the Debian packages of scripts/system-packages).
 PYTHON ?= python3
 VENV ?= .venv
 HOST ?= 127.0.0.1
@@ -22,7 +23,9 @@ serve: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/monailabel start_server --app apps/liver_tumor --studies sample-data \
 		--host $(HOST) --port $(PORT)
 
+# Orthanc and Chromium (Debian) for the PACS and browser tests: installed when possible, else those tests skip
 test: $(STAMP)
+	scripts/system-packages
 	$(BIN)/python -m pytest -q
 
 sample-data: $(STAMP)

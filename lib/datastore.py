@@ -9,6 +9,7 @@ import nibabel as nib
 from monailabel.datastore.local import LocalDatastore
 
 from .errors import InvalidInput, NotFound
+from .label_info import to_app_classes
 from .validation import check_image_file, check_label_file
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -38,5 +39,6 @@ class CheckedLocalDatastore(LocalDatastore):
             raise InvalidInput(f"invalid label tag {str(label_tag)[:40]!r}")
         if image_id not in self.list_images():
             raise NotFound(f"no image {image_id!r} in the datastore")
+        to_app_classes(label_filename, (label_info or {}).get("label_info"))
         check_label_file(label_filename, nib.load(self.get_image_uri(image_id)))
         return super().save_label(image_id, label_filename, label_tag, label_info)

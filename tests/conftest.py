@@ -43,6 +43,19 @@ def shared_data() -> Path:
     return path
 
 
+def liver_dice_in_world(label_path: Path, truth_path: Path) -> float:
+    """Liver Dice of a label against ground truth that may be stored in another voxel order (a DICOM series' grid
+    against the NIfTI it was made from): both in the closest RAS order, where they must share the grid."""
+    import nibabel as nib
+    import numpy as np
+
+    from lib.bench.accuracy import dice
+
+    a, b = (nib.as_closest_canonical(nib.load(str(p))) for p in (label_path, truth_path))
+    assert a.shape == b.shape and np.allclose(a.affine, b.affine, atol=1e-3), (a.affine, b.affine)
+    return dice(np.asanyarray(a.dataobj), np.asanyarray(b.dataobj), 1)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -50,19 +63,24 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def served(root: Path, conf: dict[str, str], studies: Path | None = None) -> Iterator[tuple]:
-    """`monailabel start_server` on a copy of sample-data (or `studies`) and of the app, on a loopback port, as a
-    user starts it; yields (MONAI Label's client, the studies folder, the app folder)."""
+def served(root: Path, conf: dict[str, str], studies: Path | str | None = None, env: dict | None = None
+           ) -> Iterator[tuple]:
+    """`monailabel start_server` on a copy of sample-data (or `studies`: a folder, copied, or a DICOMweb URL) and of
+    the app, on a loopback port, as a user starts it; yields (MONAI Label's client, the studies folder or URL, the
+    app folder)."""
     from monailabel.client import MONAILabelClient
 
     studies_dir, app_dir = root / "studies", root / "app"
-    shutil.copytree(studies or ROOT / "sample-data", studies_dir)
+    if isinstance(studies, str):
+        studies_dir = studies
+    else:
+        shutil.copytree(studies or ROOT / "sample-data", studies_dir)
     shutil.copytree(ROOT / "apps" / "liver_tumor", app_dir, ignore=shutil.ignore_patterns("model", "__pycache__"))
     port = free_port()
     bin_dir = Path(sys.executable).parent
     # MONAI Label rescores every study in the background after each pick and training: here that only competes for CPU
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-           "MONAI_LABEL_AUTO_UPDATE_SCORING": "false"}
+           "MONAI_LABEL_AUTO_UPDATE_SCORING": "false", **(env or {})}
     conf_args = [a for k, v in conf.items() for a in ("--conf", k, str(v))]
     log = open(root / "server.log", "w")
     proc = subprocess.Popen([str(bin_dir / "monailabel"), "start_server", "--app", str(app_dir), "--studies",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from lib.transforms.postprocess import clean_label
-from lib.transforms.report import lesion_report
+from lib.transforms.report import lesion_report, max_diameter_mm
 
 
 def test_one_liver_tumour_near_it_no_specks():
@@ -47,3 +47,16 @@ def test_report_measures_the_returned_grid():
     assert r["tumour_count"] == 2
     assert r["lesion_volumes_ml"] == [round(64 * voxel, 3), round(8 * voxel, 3)]
     assert r["liver_volume_ml"] == round((20 * 20 * 16 - 72) * voxel, 2)
+    # the largest lesion is a 4 x 4 x 4 voxel box: its diameter is the box's diagonal
+    assert r["largest_lesion_diameter_mm"] == round(float(np.linalg.norm([3.2, 3.2, 10.0])), 1)
+
+
+def test_lesion_diameter_follows_the_geometry():
+    ball = np.linalg.norm(np.indices((41, 41, 41)) - 20, axis=0) <= 15  # 31 voxels across
+    rotation = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    for matrix in (np.eye(3), 2.0 * rotation, np.diag([0.5, 0.5, 3.0])):
+        expected = 31 * max(np.linalg.norm(matrix, axis=0))
+        assert abs(max_diameter_mm(ball, matrix) - expected) < 0.04 * expected
+    line = np.zeros((1, 1, 12), bool)
+    line[...] = True
+    assert abs(max_diameter_mm(line, np.diag([1.0, 1.0, 2.0])) - float(np.linalg.norm([1, 1, 24]))) < 1e-6

@@ -78,3 +78,69 @@ def test_slicer_sequence(running_server):
     assert second.shape == image.shape and np.allclose(second.affine, image.affine, atol=1e-4)
     assert not np.array_equal(np.asanyarray(second.dataobj), first_label)  # the new weights answered
     print(json.dumps({"first_infer": first, "latency_s": params["latencies"]}))
+
+
+def _slicer_label(truth: np.ndarray, order: list[str]) -> np.ndarray:
+    """A labelmap as 3D Slicer exports it: int16, value i + 1 for the i-th saved segment."""
+    out = np.zeros(truth.shape, np.int16)
+    for i, name in enumerate(order):
+        out[truth == {"liver": 1, "tumour": 2}[name]] = i + 1
+    return out
+
+
+def test_slicer_replay_nrrd_and_segment_order(running_server, tmp_path):
+    """3D Slicer's own calls: infer asking for uint8 .nrrd, then labels saved with label_info in its segment order
+    (the idx it sends counts segments it leaves out, such as background). The stored label has the app's classes."""
+    import SimpleITK as sitk
+
+    client, studies, _ = running_server
+    info = client.info()
+    config = {k: v[0] if isinstance(v, list) else v for k, v in info["models"]["liver_tumor"]["config"].items()}
+    image_id = next(i for i in sorted(client.datastore()["objects"]) if not (studies / "labels" / "final" /
+                                                                              f"{i}.nii.gz").exists())
+    label_file, params = client.infer("liver_tumor", image_id, {**config, "result_extension": ".nrrd",
+                                                                "result_dtype": "uint8", "client_id": "user-xyz"})
+    assert label_file.endswith(".nrrd")
+    result, image = sitk.ReadImage(label_file), sitk.ReadImage(str(studies / f"{image_id}.nii.gz"))
+    assert result.GetPixelID() == sitk.sitkUInt8
+    assert result.GetSize() == image.GetSize()
+    assert np.allclose(result.GetOrigin(), image.GetOrigin(), atol=1e-3)
+    assert np.allclose(result.GetSpacing(), image.GetSpacing(), atol=1e-4)
+    assert np.allclose(result.GetDirection(), image.GetDirection(), atol=1e-5)
+    # Slicer maps value v to the v-th name of label_names sorted by value, background dropped
+    names = [n for n, _ in sorted(params["label_names"].items(), key=lambda kv: kv[1]) if n != "background"]
+    assert names == ["liver", "tumour"]
+    # the same label as the NIfTI answer, voxel for voxel (the model in use may be the one test_slicer_sequence
+    # trained: the geometry is what is checked here)
+    nifti_file, _ = client.infer("liver_tumor", image_id, {})
+    assert np.array_equal(sitk.GetArrayFromImage(result), sitk.GetArrayFromImage(sitk.ReadImage(nifti_file)))
+    assert set(np.unique(sitk.GetArrayViewFromImage(result)).tolist()) <= {0, 1, 2}
+
+    truth_img = nib.load(ROOT / "sample-data" / "truth" / f"{image_id}.nii.gz")
+    truth = np.asanyarray(truth_img.dataobj)
+    assert (truth == 2).any()
+    stored = studies / "labels" / "final" / f"{image_id}.nii.gz"
+    cases = [
+        (["tumour", "liver"], [{"name": "tumour", "idx": 1}, {"name": "liver", "idx": 2}]),
+        # a background segment listed first in Slicer: idx 2, 3 while the values are 1, 2
+        (["liver", "tumour"], [{"name": "liver", "idx": 2}, {"name": "tumour", "idx": 3}]),
+        (["tumor", "Liver"], [{"name": "tumor", "idx": 1}, {"name": "Liver", "idx": 2}]),
+    ]
+    for order, label_info in cases:
+        upload = tmp_path / "label.nii.gz"
+        nib.save(nib.Nifti1Image(_slicer_label(truth, [o.lower().replace("tumor", "tumour") for o in order]),
+                                 truth_img.affine), upload)
+        client.save_label(image_id, str(upload), params={"label_info": label_info, "client_id": "user-xyz"})
+        saved = nib.load(stored)
+        assert np.array_equal(np.asanyarray(saved.dataobj), truth), order
+        assert np.allclose(saved.affine, truth_img.affine, atol=1e-4)
+
+    # a segment the model does not know is refused, naming it, and the stored label stays as it was
+    before = stored.read_bytes()
+    upload = tmp_path / "label.nii.gz"
+    nib.save(nib.Nifti1Image(_slicer_label(truth, ["liver", "tumour"]), truth_img.affine), upload)
+    with pytest.raises(Exception) as refused:
+        client.save_label(image_id, str(upload), params={"label_info": [{"name": "spleen", "idx": 1},
+                                                                        {"name": "liver", "idx": 2}]})
+    assert "spleen" in str(refused.value) and "422" in str(refused.value)
+    assert stored.read_bytes() == before

@@ -24,6 +24,8 @@ from lib.activelearning.basic import First, Random
 from lib.activelearning.candidates import record_served, requested_count
 from lib.configs.liver_tumor import DEFAULT_STRATEGY
 from lib.datastore import CheckedLocalDatastore, check_id
+from lib.dicom.datastore import SegDICOMWebDatastore
+from lib.dicom.dicomweb import dicomweb_client
 from lib.errors import NotFound
 from lib.infers.batch import BatchInfer
 from lib.trainers.retrain import RetrainTrigger
@@ -71,13 +73,24 @@ class LiverTumorApp(MONAILabelApp):
     # ---- wiring
     def init_datastore(self) -> Datastore:
         if self.studies.startswith(("http://", "https://")):
-            return super().init_datastore()
+            return super().init_datastore()  # DICOMweb: _init_dicomweb_datastore below
         return CheckedLocalDatastore(
             self.studies,
             extensions=monailabel_settings.MONAI_LABEL_DATASTORE_FILE_EXT,
             auto_reload=monailabel_settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
             read_only=monailabel_settings.MONAI_LABEL_DATASTORE_READ_ONLY,
         )
+
+    def _init_dicomweb_datastore(self) -> Datastore:
+        # as MONAI Label's, without downloading dcmqi from GitHub at start-up: SEG is written in Python
+        s = monailabel_settings
+        client = dicomweb_client(self.studies, s.MONAI_LABEL_DATASTORE_USERNAME or s.MONAI_LABEL_DICOMWEB_USERNAME,
+                                 s.MONAI_LABEL_DATASTORE_PASSWORD or s.MONAI_LABEL_DICOMWEB_PASSWORD,
+                                 s.MONAI_LABEL_QIDO_PREFIX, s.MONAI_LABEL_WADO_PREFIX, s.MONAI_LABEL_STOW_PREFIX)
+        cache = (s.MONAI_LABEL_DATASTORE_CACHE_PATH or s.MONAI_LABEL_DICOMWEB_CACHE_PATH or "").strip()
+        return SegDICOMWebDatastore(client=client, search_filter=s.MONAI_LABEL_DICOMWEB_SEARCH_FILTER,
+                                    cache_path=cache or None, fetch_by_frame=s.MONAI_LABEL_DICOMWEB_FETCH_BY_FRAME,
+                                    convert_to_nifti=s.MONAI_LABEL_DICOMWEB_CONVERT_TO_NIFTI)
 
     def init_infers(self):
         return {name: config.infer() for name, config in self.models.items()}

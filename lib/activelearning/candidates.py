@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 
 from monailabel.interfaces.datastore import Datastore
+from monailabel.interfaces.exception import ImageNotFoundException
 
 from ..errors import InvalidInput
 
@@ -54,4 +55,9 @@ def answer(name: str, picks: list[tuple[str, dict]], **why) -> dict:
 def record_served(datastore: Datastore, image_ids: list[str], client_id: str | None, strategy: str) -> None:
     now = time.time()
     for image_id in image_ids:
-        datastore.update_image_info(image_id, {SERVED_KEY: {"ts": now, "client_id": client_id, "strategy": strategy}})
+        served = {SERVED_KEY: {"ts": now, "client_id": client_id, "strategy": strategy}}
+        try:
+            datastore.update_image_info(image_id, served)
+        except ImageNotFoundException:  # a DICOMweb series not fetched yet: its info lives in the local cache
+            datastore.get_image_uri(image_id)
+            datastore.update_image_info(image_id, served)

@@ -6,7 +6,15 @@ import argparse
 import sys
 from typing import NoReturn, Sequence
 
-from . import bench_commands, data_commands, decathlon, model_commands, train_command
+from . import (
+    bench_commands,
+    data_commands,
+    decathlon,
+    dicom_commands,
+    model_commands,
+    preannotate_command,
+    train_command,
+)
 from .common import CliError
 
 
@@ -25,12 +33,16 @@ def build_parser() -> argparse.ArgumentParser:
     decathlon.register(sub)
     model_commands.register(sub)
     train_command.register(sub)
+    preannotate_command.register(sub)
+    dicom_commands.register(sub)
     bench_commands.register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # a command that starts itself again under torchrun (preannotate) passes them on
     try:
         args.run(args)
     except KeyboardInterrupt:

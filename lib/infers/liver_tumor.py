@@ -160,6 +160,9 @@ class LiverTumorInfer(BasicInferTask):
         """Argmax, then undo crop, resampling and orientation with MONAI's Invertd, once, on the label."""
         pred = data[self.output_label_key]
         labels = channel_argmax(torch.as_tensor(pred))
+        if _flag(data.get("uncertainty", False)):
+            data[self.output_json_key] = {**data.get(self.output_json_key, {}),
+                                          "uncertainty": foreground_entropy(torch.as_tensor(pred), labels[0])}
         data[self.output_label_key] = MetaTensor(labels, meta=pred.meta) if isinstance(pred, MetaTensor) else labels
         invert = Invertd(keys=self.output_label_key, transform=Compose(list(pre_transforms)), orig_keys="image",
                          nearest_interp=True, to_tensor=True)
@@ -211,6 +214,18 @@ class LiverTumorInfer(BasicInferTask):
         self._loaded.clear()
         self._locators.clear()
         super().clear_cache()
+
+
+def foreground_entropy(logits: torch.Tensor, labels: torch.Tensor) -> float | None:
+    """The model's uncertainty from the same forward pass: the mean entropy of the class probabilities over the
+    voxels it labels liver or tumour, divided by log(classes) so that 0 is certain and 1 is a coin toss. None when
+    it labels nothing."""
+    foreground = labels > 0
+    if not bool(foreground.any()):
+        return None
+    p = torch.softmax(logits[:, foreground].float(), dim=0)
+    entropy = -(p * torch.log(p.clamp_min(1e-12))).sum(0) / math.log(logits.shape[0])
+    return round(float(entropy.mean()), 4)
 
 
 def _flag(value: Any) -> bool:

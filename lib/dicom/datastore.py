@@ -1,0 +1,62 @@
+"""MONAI Label's DICOMweb datastore with final labels stored back to the PACS as DICOM SEG written in Python.
+
+MONAI Label's own `DICOMWebDatastore.save_label` calls dcmqi's binary (lib.dicom.seg says why not). Everything else
+(the series cache, NIfTI conversion, reading SEG back for training) is MONAI Label's.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+from monailabel.datastore.dicom import DICOMWebDatastore
+from monailabel.datastore.local import LocalDatastore
+from monailabel.datastore.utils.convert import binary_to_image
+from monailabel.interfaces.datastore import DefaultLabelTag
+
+from ..errors import InvalidInput, NotFound
+from ..label_info import to_app_classes
+from ..validation import check_label_file
+from .seg import write_seg
+
+logger = logging.getLogger(__name__)
+
+
+class SegDICOMWebDatastore(DICOMWebDatastore):
+    def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: dict[str, Any],
+                   label_id: str = "") -> str:
+        if image_id not in self.list_images():
+            raise NotFound(f"no series {image_id!r} on the DICOMweb server")
+        self.get_image_uri(image_id)  # the series is in the cache from here on
+        converted = ""
+        if label_filename.endswith(".bin"):  # OHIF sends raw voxels
+            converted = label_filename = binary_to_image(self.get_image_uri(image_id), label_filename)
+        try:
+            to_app_classes(label_filename, (label_info or {}).get("label_info"))
+            check_label_file(label_filename, nib.load(self.get_image_uri(image_id)))
+            if label_tag == DefaultLabelTag.FINAL:
+                label_info = {**label_info, **self._upload_seg(image_id, label_filename)}
+            return LocalDatastore.save_label(self, image_id, label_filename, label_tag, label_info)
+        finally:
+            if converted:
+                os.unlink(converted)
+
+    def _upload_seg(self, image_id: str, label_filename: str) -> dict[str, Any]:
+        series_dir = Path(self._datastore.image_path()) / image_id
+        files = sorted(p for p in series_dir.iterdir() if p.suffix == ".dcm")
+        with tempfile.TemporaryDirectory() as tmp:
+            seg = write_seg(Path(label_filename), files, Path(tmp) / "seg.dcm")
+            from monailabel.datastore.utils.dicom import dicom_web_upload_dcm
+
+            seg_series = dicom_web_upload_dcm(str(seg), self._client)
+        if not seg_series:
+            raise InvalidInput("the DICOMweb server did not accept the DICOM SEG")
+        info = self.get_image_info(image_id)
+        logger.info(f"DICOM SEG of {image_id} stored as series {seg_series}")
+        DICOMWebDatastore.get_labeled_images.cache_clear()  # MONAI Label keeps it for 2 hours otherwise
+        return {"SeriesInstanceUID": seg_series, "Modality": "SEG", "PatientID": info.get("PatientID"),
+                "StudyInstanceUID": info.get("StudyInstanceUID")}

@@ -1,0 +1,91 @@
+"""`liver-tumor preannotate` over a mixed folder (NIfTI files, a DICOM series, a broken study, a stray file), in
+two processes under torchrun, then again (resumed): labels in each study's geometry, the report and overview."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import matplotlib.pyplot as plt
+import nibabel as nib
+import numpy as np
+
+from lib.configs.settings import DEMO_CHECKPOINT
+from lib.dicom.series import nifti_to_series
+
+from .conftest import ROOT, liver_dice_in_world, run_cli
+
+SAMPLE = ROOT / "sample-data"
+
+
+def test_mixed_folder_sharded_then_resumed(tmp_path):
+    studies, out = tmp_path / "studies", tmp_path / "out"
+    studies.mkdir()
+    for name in ("phantom_2026_004", "phantom_2026_005"):
+        shutil.copy(SAMPLE / f"{name}.nii.gz", studies / f"{name}.nii.gz")
+    series = nifti_to_series(SAMPLE / "phantom_2026_006.nii.gz", studies / "dicom" / "ct")
+    (studies / "broken.nii.gz").write_bytes((SAMPLE / "phantom_2026_007.nii.gz").read_bytes()[:5000])
+    (studies / "notes.txt").write_text("not a study\n")
+
+    proc = run_cli("preannotate", "--studies", studies, "--out", out, "--device", "cpu", "--processes", "2",
+                   "--model", DEMO_CHECKPOINT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout)
+    assert summary["studies"] == 4 and summary["ok"] == 3 and summary["failed"] == 1
+    assert summary["processes"] == 2 and summary["processed_this_run"] == 4 and summary["studies_per_minute"] > 0
+    assert summary["skipped_files"] == ["notes.txt"]
+    assert "pre-annotating" in proc.stderr and ("study/s" in proc.stderr or "s/study" in proc.stderr)  # tqdm's rate
+
+    # two ranks, each with its own shard, together all studies once
+    ranks = [json.loads((out / "ranks" / f"rank_{r}.json").read_text()) for r in (0, 1)]
+    assert sorted(r["rank"] for r in ranks) == [0, 1] and sum(r["studies"] for r in ranks) == 4
+
+    report = json.loads((out / "report.json").read_text())
+    rows = {r["id"]: r for r in report["studies"]}
+    assert set(rows) == {"phantom_2026_004", "phantom_2026_005", series.series_uid, "broken"}
+    assert rows["broken"]["status"] == "failed" and rows["broken"]["error"]
+    assert not (out / "labels" / "broken.nii.gz").exists()
+    # each label lies on its study's grid: the DICOM series' is the grid of the study it was made from
+    for sid, source in (("phantom_2026_004", "phantom_2026_004"), ("phantom_2026_005", "phantom_2026_005"),
+                        (series.series_uid, "phantom_2026_006")):
+        row = rows[sid]
+        assert row["status"] == "ok", row
+        label, image = nib.load(out / "labels" / f"{sid}.nii.gz"), nib.load(SAMPLE / f"{source}.nii.gz")
+        if row["kind"] == "nifti":  # exactly the study's grid
+            assert label.shape == image.shape and np.allclose(label.affine, image.affine, atol=1e-3)
+        assert liver_dice_in_world(out / "labels" / f"{sid}.nii.gz", SAMPLE / "truth" / f"{source}.nii.gz") > 0.7
+        data = np.asanyarray(label.dataobj)
+        voxel_ml = abs(np.linalg.det(label.affine[:3, :3])) / 1000
+        assert abs(row["liver_volume_ml"] - (data == 1).sum() * voxel_ml) < 0.01 * row["liver_volume_ml"] + 0.1
+        assert row["tumour_count"] >= 0 and (row["tumour_count"] == 0) == (row["largest_lesion_diameter_mm"] == 0)
+        assert 0 <= row["uncertainty"] <= 1
+    with open(out / "report.csv") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == 4 and {r["id"] for r in table} == set(rows)
+    assert {"liver_volume_ml", "tumour_count", "tumour_volume_ml", "largest_lesion_diameter_mm",
+            "uncertainty"} <= set(table[0])
+    overview = plt.imread(str(out / "overview.png"))
+    thumb = plt.imread(str(out / "thumbs" / "phantom_2026_004.png"))
+    assert overview.shape[0] == 3 * thumb.shape[0]  # one row per labelled study
+
+    # again: the done studies are skipped, the broken one is tried again and fails again
+    mtimes = {p.name: p.stat().st_mtime_ns for p in (out / "labels").iterdir()}
+    again = run_cli("preannotate", "--studies", studies, "--out", out, "--device", "cpu", "--model",
+                    DEMO_CHECKPOINT)
+    assert again.returncode == 0, again.stderr[-3000:]
+    summary = json.loads(again.stdout)
+    assert summary["processed_this_run"] == 1 and summary["ok"] == 3 and summary["failed"] == 1
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "labels").iterdir()} == mtimes
+
+
+def test_bad_arguments_are_one_line_errors(tmp_path):
+    from .conftest import one_line_error
+
+    assert "no such folder" in one_line_error(run_cli("preannotate", "--studies", tmp_path / "absent", "--out",
+                                                      tmp_path / "out"))
+    (tmp_path / "empty").mkdir()
+    assert "no NIfTI files or DICOM series" in one_line_error(
+        run_cli("preannotate", "--studies", tmp_path / "empty", "--out", tmp_path / "out", "--device", "cpu"))
+    assert "--model" in one_line_error(run_cli("preannotate", "--studies", SAMPLE, "--out", tmp_path / "out",
+                                               "--model", tmp_path / "none.pt"))
