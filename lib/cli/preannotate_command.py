@@ -64,7 +64,9 @@ def run_preannotate(args: argparse.Namespace) -> None:
         return
     # warnings only (MONAI Label logs every stage of every study): the progress bar says how it goes
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+                        stream=sys.stderr, force=True)  # MONAI Label's import sets the root logger to INFO
+    # MONAI says at every DICOM read that NVIDIA's optional GPU decoder is absent
+    logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
     cfg = PreannotateConfig(args.studies, Path(args.out), device, args.model, dict(args.conf))
     with contextlib.redirect_stdout(sys.stderr):  # stdout is for the report
         report = run(cfg)

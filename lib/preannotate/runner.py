@@ -74,7 +74,8 @@ def _one(task, study: Study, cfg: PreannotateConfig, work: Path) -> dict[str, An
     start = time.time()
     image = study.nifti(work)
     label_file, result = task({"image": str(image), "device": cfg.device, "uncertainty": True,
-                               "result_extension": ".nii.gz", "result_dtype": "uint8"})
+                               "result_extension": ".nii.gz", "result_dtype": "uint8",
+                               "logging": "WARNING"})  # MONAI Label logs every stage at INFO otherwise
     labels = cfg.out / "labels"
     labels.mkdir(parents=True, exist_ok=True)
     staged = labels / f".{study.id}.nii.gz.part"
