@@ -43,21 +43,17 @@ from torch.utils.flop_counter import FlopCounterMode
 from ..configs.settings import Settings
 from ..data.atomic import save_nifti
 from ..data.nifti import nifti_image
-from ..data.phantoms import ScanGeometry, generate_study, write_study
+from ..data.phantoms import generate_study, write_study
 from ..data.phantoms.study import study_paths
 from ..infers.autocast import cpu_has_bf16
 from ..model.checkpoint import load_network, read_card
 from ..model.network import HU_WINDOW, LABELS
 from ..transforms.postprocess import clean_label
 from .accuracy import dice
+from .infer_cases import CASES
 
 BASELINE = {"spacing_mm": 1.0, "roi": 160, "overlap": 0.25, "dtype": "fp32", "cascade": False, "clean_up": False}
 PHANTOM_SEED = 5
-CASES = {
-    "full_512x512x200": ScanGeometry(0.78, 2.5, 200),
-    "large_512x512x800": ScanGeometry(0.7, 0.7, 800),
-    "lits_117": None,  # the real case, from the PyPI wheel (lib/data/fixtures.py)
-}
 
 
 # what each lever gives, on the first case: the app with one or more of them taken away (parse_variant)

@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--from-scratch", action="store_true", help="train each round from scratch (default: fine-tune)")
     p.set_defaults(run=run_al)
 
-    from ..bench.inference import CASES
+    from ..bench.infer_cases import CASES
 
     p = kinds.add_parser("infer", help="the seed's inference pipeline vs /infer: latency, memory, GFLOP/s, Dice")
     p.add_argument("--work", type=output_dir, default=Path("runs/bench-infer"), help="cases and labels")

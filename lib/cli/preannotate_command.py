@@ -47,6 +47,11 @@ def _relaunch(args: argparse.Namespace, processes: int) -> None:
 
 
 def run_preannotate(args: argparse.Namespace) -> None:
+    # what can be checked without loading torch is checked first
+    if not args.studies.startswith(("http://", "https://")) and not Path(args.studies).is_dir():
+        raise CliError(f"--studies: no such folder {args.studies}")
+    if args.model is not None and not args.model.is_file():
+        raise CliError(f"--model: no such file {args.model}")
     import torch
 
     from ..preannotate.runner import PreannotateConfig, run
