@@ -1,17 +1,32 @@
-"""MONAI Label's local datastore, refusing what does not belong before anything is written."""
+"""MONAI Label's local datastore, refusing what does not belong before anything is written, and writing so that a
+killed server leaves every file whole.
+
+MONAI Label copies images and labels into place with shutil.copy and rewrites datastore_v2.json in place: a
+server killed in the middle leaves a truncated label or an index that is not JSON. Here each file is written to a
+temporary file beside it and renamed over the old one, under MONAI Label's own lock, with the same bookkeeping.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import re
+import time
+from pathlib import Path
 from typing import Any
 
 import nibabel as nib
-from monailabel.datastore.local import LocalDatastore
+from filelock import FileLock
+from monailabel.datastore.local import DataModel, ImageLabelModel, LocalDatastore
+from monailabel.interfaces.exception import ImageNotFoundException
 
+from .data.atomic import copy_file, write_atomic
 from .errors import InvalidInput, NotFound
 from .label_info import to_app_classes
 from .validation import check_image_file, check_label_file
 
+logger = logging.getLogger(__name__)
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 SAFE_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
@@ -31,7 +46,15 @@ class CheckedLocalDatastore(LocalDatastore):
         if image_id:
             check_id(image_id)
         check_image_file(image_filename)
-        return super().add_image(image_id, image_filename, image_info)
+        default_id, ext = self._to_id(os.path.basename(image_filename))
+        image_id = image_id or check_id(default_id)
+        name = self._filename(image_id, ext)
+        with FileLock(self._lock_file):
+            copy_file(Path(image_filename), Path(self._datastore.image_path()) / name)
+            info = {**(image_info or {}), "ts": int(time.time()), "name": name}
+            self._datastore.objects[image_id] = ImageLabelModel(image=DataModel(info=info, ext=ext))
+            self._update_datastore_file(lock=False)
+        return image_id
 
     def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: dict[str, Any]) -> str:
         check_id(image_id)
@@ -41,4 +64,28 @@ class CheckedLocalDatastore(LocalDatastore):
             raise NotFound(f"no image {image_id!r} in the datastore")
         to_app_classes(label_filename, (label_info or {}).get("label_info"))
         check_label_file(label_filename, nib.load(self.get_image_uri(image_id)))
-        return super().save_label(image_id, label_filename, label_tag, label_info)
+        obj = self._datastore.objects.get(image_id)
+        if not obj:
+            raise ImageNotFoundException(f"Image {image_id} not found")
+        _, ext = self._to_id(os.path.basename(label_filename))
+        name = self._filename(image_id, ext)
+        with FileLock(self._lock_file):
+            copy_file(Path(label_filename), Path(self._datastore.label_path(label_tag)) / name)
+            info = {**(label_info or {}), "ts": int(time.time()), "name": name}
+            obj.labels[label_tag] = DataModel(info=info, ext=ext)
+            self._update_datastore_file(lock=False)
+        logger.info(f"Saved label {label_tag} of {image_id}")
+        return image_id
+
+    def _update_datastore_file(self, lock: bool = True) -> None:
+        def write() -> None:
+            self._ignore_event_config = True
+            text = json.dumps(self._datastore.model_dump(exclude={"base_path"}), indent=2, default=str)
+            write_atomic(Path(self._datastore_config_path), lambda tmp: Path(tmp).write_text(text))
+            self._config_ts = os.stat(self._datastore_config_path).st_mtime
+
+        if lock:
+            with FileLock(self._lock_file):
+                write()
+        else:
+            write()

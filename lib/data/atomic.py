@@ -13,12 +13,13 @@ from typing import Any, Callable
 import nibabel as nib
 
 
-def write_atomic(path: Path, write: Callable[[str], Any]) -> Path:
-    """Call write(temporary path), then rename the result to path; the temporary file keeps path's suffixes so
-    that writers choosing a format by extension (nibabel) write the right one."""
+def write_atomic(path: Path, write: Callable[[str], Any], suffix: str | None = None) -> Path:
+    """Call write(temporary path), then rename the result to path. The temporary file keeps path's suffixes so
+    that writers choosing a format by extension (nibabel) write the right one, unless `suffix` is given."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix="".join(path.suffixes), dir=path.parent)
+    suffix = "".join(path.suffixes) if suffix is None else suffix
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
@@ -39,4 +40,5 @@ def save_json(obj: Any, path: Path) -> Path:
 
 
 def copy_file(src: Path, dst: Path) -> Path:
-    return write_atomic(dst, lambda p: shutil.copyfile(src, p))
+    """A copy that no folder watcher takes for the file itself while it is written (it ends in .part)."""
+    return write_atomic(dst, lambda p: shutil.copyfile(src, p), suffix=".part")
