@@ -40,12 +40,20 @@ def check_id(value: str, what: str = "image id") -> str:
 
 
 class CheckedLocalDatastore(LocalDatastore):
-    """Images must be readable 3D CT volumes and labels must fit their image, or the request gets a 4xx."""
+    """Images must be readable 3D CT volumes within `max_image_mb` and labels must fit their image, or the request
+    gets a 4xx."""
+
+    def __init__(self, datastore_path: str, *args: Any, max_image_mb: float | None = None, **kwargs: Any) -> None:
+        self.max_image_mb = max_image_mb
+        for partial in Path(datastore_path).rglob(".*.part"):  # copies a killed server left unfinished
+            logger.warning(f"removing {partial}, a copy that was cut short")
+            partial.unlink(missing_ok=True)
+        super().__init__(datastore_path, *args, **kwargs)
 
     def add_image(self, image_id: str, image_filename: str, image_info: dict[str, Any]) -> str:
         if image_id:
             check_id(image_id)
-        check_image_file(image_filename)
+        check_image_file(image_filename, self.max_image_mb)
         default_id, ext = self._to_id(os.path.basename(image_filename))
         image_id = image_id or check_id(default_id)
         name = self._filename(image_id, ext)

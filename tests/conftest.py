@@ -5,15 +5,14 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
+from lib.bench.server import ServerProcess, free_port  # noqa: F401 (tests import free_port from here)
 from lib.data.fixtures import shared_data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,12 +55,6 @@ def liver_dice_in_world(label_path: Path, truth_path: Path) -> float:
     return dice(np.asanyarray(a.dataobj), np.asanyarray(b.dataobj), 1)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def served(root: Path, conf: dict[str, str], studies: Path | str | None = None, env: dict | None = None
            ) -> Iterator[tuple]:
@@ -70,36 +63,24 @@ def served(root: Path, conf: dict[str, str], studies: Path | str | None = None, 
     app folder)."""
     from monailabel.client import MONAILabelClient
 
-    studies_dir, app_dir = root / "studies", root / "app"
+    studies_dir, app_dir = root / "studies", copy_app(root / "app")
     if isinstance(studies, str):
         studies_dir = studies
     else:
         shutil.copytree(studies or ROOT / "sample-data", studies_dir)
-    shutil.copytree(ROOT / "apps" / "liver_tumor", app_dir, ignore=shutil.ignore_patterns("model", "__pycache__"))
-    port = free_port()
-    bin_dir = Path(sys.executable).parent
-    # MONAI Label rescores every study in the background after each pick and training: here that only competes for CPU
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-           "MONAI_LABEL_AUTO_UPDATE_SCORING": "false", **(env or {})}
-    conf_args = [a for k, v in conf.items() for a in ("--conf", k, str(v))]
-    log = open(root / "server.log", "w")
-    proc = subprocess.Popen([str(bin_dir / "monailabel"), "start_server", "--app", str(app_dir), "--studies",
-                             str(studies_dir), "--host", "127.0.0.1", "--port", str(port), *conf_args],
-                            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    (root / "client").mkdir()
-    client = MONAILabelClient(f"http://127.0.0.1:{port}", tmpdir=str(root / "client"))
-    deadline = time.time() + 180
+    server = ServerProcess(app_dir, studies_dir, conf, root / "server.log", env)
     try:
-        while True:
-            try:
-                client.info()
-                break
-            except Exception:
-                if proc.poll() is not None or time.time() > deadline:
-                    pytest.fail(f"the server did not start:\n{(root / 'server.log').read_text()[-3000:]}")
-                time.sleep(1)
-        yield client, studies_dir, app_dir
+        server.start()
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    (root / "client").mkdir()
+    try:
+        yield MONAILabelClient(server.url, tmpdir=str(root / "client")), studies_dir, app_dir
     finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=60)
-        log.close()
+        server.stop()
+
+
+def copy_app(app_dir: Path) -> Path:
+    """The app without its trained models, as a fresh clone has it."""
+    shutil.copytree(ROOT / "apps" / "liver_tumor", app_dir, ignore=shutil.ignore_patterns("model", "__pycache__"))
+    return app_dir

@@ -1,5 +1,6 @@
-"""`liver-tumor preannotate` over a mixed folder (NIfTI files, a DICOM series, a broken study, a stray file), in
-two processes under torchrun, then again (resumed): labels in each study's geometry, the report and overview."""
+"""`liver-tumor preannotate` over a mixed folder (NIfTI files, two DICOM series in one folder, a series with a missing
+slice, a broken study, a stray file), in two processes under torchrun, then again (resumed): labels in each study's
+geometry, the report and overview."""
 
 from __future__ import annotations
 
@@ -24,7 +25,18 @@ def test_mixed_folder_sharded_then_resumed(tmp_path):
     studies.mkdir()
     for name in ("phantom_2026_004", "phantom_2026_005"):
         shutil.copy(SAMPLE / f"{name}.nii.gz", studies / f"{name}.nii.gz")
-    series = nifti_to_series(SAMPLE / "phantom_2026_006.nii.gz", studies / "dicom" / "ct")
+    # two DICOM series mixed in one folder: two studies, told apart by SeriesInstanceUID
+    mixed = studies / "dicom" / "mixed"
+    mixed.mkdir(parents=True)
+    uids = {}
+    for name in ("phantom_2026_006", "phantom_2026_007"):
+        made = nifti_to_series(SAMPLE / f"{name}.nii.gz", tmp_path / name)
+        for f in made.files:
+            shutil.move(f, mixed / f"{name}_{f.name}")
+        uids[made.series_uid] = name
+    # a series with a slice missing: refused, named
+    gap = nifti_to_series(SAMPLE / "phantom_2026_008.nii.gz", studies / "dicom" / "gap")
+    gap.files[len(gap.files) // 2].unlink()
     (studies / "broken.nii.gz").write_bytes((SAMPLE / "phantom_2026_007.nii.gz").read_bytes()[:5000])
     (studies / "notes.txt").write_text("not a study\n")
 
@@ -32,23 +44,24 @@ def test_mixed_folder_sharded_then_resumed(tmp_path):
                    "--model", DEMO_CHECKPOINT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout)
-    assert summary["studies"] == 4 and summary["ok"] == 3 and summary["failed"] == 1
-    assert summary["processes"] == 2 and summary["processed_this_run"] == 4 and summary["studies_per_minute"] > 0
+    assert summary["studies"] == 6 and summary["ok"] == 4 and summary["failed"] == 2
+    assert summary["processes"] == 2 and summary["processed_this_run"] == 6 and summary["studies_per_minute"] > 0
     assert summary["skipped_files"] == ["notes.txt"]
     assert "pre-annotating" in proc.stderr and ("study/s" in proc.stderr or "s/study" in proc.stderr)  # tqdm's rate
 
     # two ranks, each with its own shard, together all studies once
     ranks = [json.loads((out / "ranks" / f"rank_{r}.json").read_text()) for r in (0, 1)]
-    assert sorted(r["rank"] for r in ranks) == [0, 1] and sum(r["studies"] for r in ranks) == 4
+    assert sorted(r["rank"] for r in ranks) == [0, 1] and sum(r["studies"] for r in ranks) == 6
 
     report = json.loads((out / "report.json").read_text())
     rows = {r["id"]: r for r in report["studies"]}
-    assert set(rows) == {"phantom_2026_004", "phantom_2026_005", series.series_uid, "broken"}
-    assert rows["broken"]["status"] == "failed" and rows["broken"]["error"]
+    assert set(rows) == {"phantom_2026_004", "phantom_2026_005", *uids, gap.series_uid, "broken"}
+    assert rows["broken"]["status"] == "failed" and "could not be read" in rows["broken"]["error"]
+    assert rows[gap.series_uid]["status"] == "failed" and "missing or duplicate slices" in rows[gap.series_uid]["error"]
     assert not (out / "labels" / "broken.nii.gz").exists()
     # each label lies on its study's grid: the DICOM series' is the grid of the study it was made from
     for sid, source in (("phantom_2026_004", "phantom_2026_004"), ("phantom_2026_005", "phantom_2026_005"),
-                        (series.series_uid, "phantom_2026_006")):
+                        *uids.items()):
         row = rows[sid]
         assert row["status"] == "ok", row
         label, image = nib.load(out / "labels" / f"{sid}.nii.gz"), nib.load(SAMPLE / f"{source}.nii.gz")
@@ -62,20 +75,20 @@ def test_mixed_folder_sharded_then_resumed(tmp_path):
         assert 0 <= row["uncertainty"] <= 1
     with open(out / "report.csv") as f:
         table = list(csv.DictReader(f))
-    assert len(table) == 4 and {r["id"] for r in table} == set(rows)
+    assert len(table) == 6 and {r["id"] for r in table} == set(rows)
     assert {"liver_volume_ml", "tumour_count", "tumour_volume_ml", "largest_lesion_diameter_mm",
             "uncertainty"} <= set(table[0])
     overview = plt.imread(str(out / "overview.png"))
     thumb = plt.imread(str(out / "thumbs" / "phantom_2026_004.png"))
-    assert overview.shape[0] == 3 * thumb.shape[0]  # one row per labelled study
+    assert overview.shape[0] == 4 * thumb.shape[0]  # one row per labelled study
 
-    # again: the done studies are skipped, the broken one is tried again and fails again
+    # again: the done studies are skipped, the failed ones are tried again and fail again
     mtimes = {p.name: p.stat().st_mtime_ns for p in (out / "labels").iterdir()}
     again = run_cli("preannotate", "--studies", studies, "--out", out, "--device", "cpu", "--model",
                     DEMO_CHECKPOINT)
     assert again.returncode == 0, again.stderr[-3000:]
     summary = json.loads(again.stdout)
-    assert summary["processed_this_run"] == 1 and summary["ok"] == 3 and summary["failed"] == 1
+    assert summary["processed_this_run"] == 2 and summary["ok"] == 4 and summary["failed"] == 2
     assert {p.name: p.stat().st_mtime_ns for p in (out / "labels").iterdir()} == mtimes
 
 

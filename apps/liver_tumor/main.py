@@ -20,6 +20,7 @@ from monailabel.interfaces.datastore import Datastore
 from monailabel.utils.others.class_utils import get_class_names
 
 import lib.configs
+import lib.server_fixes
 from lib.activelearning.basic import First, Random
 from lib.activelearning.candidates import record_served, requested_count
 from lib.configs.liver_tumor import DEFAULT_STRATEGY
@@ -33,8 +34,21 @@ from lib.trainers.retrain import RetrainTrigger
 logger = logging.getLogger(__name__)
 
 
+def _fix_server() -> None:
+    """lib.server_fixes on the running server, when there is one (not when only this module is imported)."""
+    import sys
+
+    if "monailabel.app" in sys.modules:
+        lib.server_fixes.install(sys.modules["monailabel.app"].app)
+
+
+_fix_server()
+
+
 def _uploaded(path: str) -> bool:
     """A file that MONAI Label's endpoints wrote for this request (an upload, or a session's image)."""
+    if "\0" in path:  # no file name holds one (and os.path refuses it): an id, to be checked as one
+        return False
     real = os.path.realpath(path)
     roots = [tempfile.gettempdir(), monailabel_settings.MONAI_LABEL_SESSION_PATH or ""]
     return os.path.isfile(real) and any(r and real.startswith(os.path.realpath(r) + os.sep) for r in roots)
@@ -79,6 +93,7 @@ class LiverTumorApp(MONAILabelApp):
             extensions=monailabel_settings.MONAI_LABEL_DATASTORE_FILE_EXT,
             auto_reload=monailabel_settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
             read_only=monailabel_settings.MONAI_LABEL_DATASTORE_READ_ONLY,
+            max_image_mb=next(iter(self.models.values())).settings.max_image_mb,
         )
 
     def _init_dicomweb_datastore(self) -> Datastore:

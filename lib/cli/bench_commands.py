@@ -67,6 +67,41 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="an app option for the app's trainer only, to measure a variant (learning_rate 0.001)")
     p.set_defaults(run=run_train)
 
+    p = kinds.add_parser("load", help="concurrent annotators against one server: throughput, latency, nothing lost")
+    p.add_argument("--out", type=output_dir, default=Path("runs/bench-load"),
+                   help="the server's copy of sample-data, its log and load.json go here")
+    p.add_argument("--clients", type=positive_int, default=8, help="concurrent clients (default 8)")
+    p.add_argument("--requests", type=positive_int, default=240, help="requests in all (default 240)")
+    p.add_argument("--window", type=float, default=3.0, help="the server's serve_window_s (default 3)")
+    p.add_argument("--conf", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                   help="an app option for the server (README's table), e.g. spacing 3 for quicker inference")
+    p.set_defaults(run=run_load)
+
+
+def run_load(args: argparse.Namespace) -> None:
+    import shutil
+
+    from ..bench.load import LoadConfig, run
+    from ..bench.server import ServerProcess
+    from ..configs.settings import APP_DIR, DEMO_CHECKPOINT, Settings
+    from ..data.atomic import save_json
+
+    if args.window <= 0:
+        raise CliError(f"--window must be positive, got {args.window}")
+    studies, app_dir = args.out / "studies", args.out / "app"
+    for folder in (studies, app_dir):
+        shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(APP_DIR.parents[1] / "sample-data", studies)
+    shutil.copytree(APP_DIR, app_dir, ignore=shutil.ignore_patterns("model", "__pycache__"))
+    cfg = LoadConfig(clients=args.clients, requests=args.requests, window_s=args.window)
+    conf = {"pretrained_path": str(DEMO_CHECKPOINT), **dict(args.conf), "serve_window_s": str(args.window)}
+    Settings.from_conf(conf)  # a bad option stops here, named
+    with ServerProcess(app_dir, studies, conf, args.out / "server.log") as server:
+        result = run(server.url, server.process.pid, studies, cfg,
+                     progress=lambda m: print(m, file=sys.stderr, flush=True))
+    save_json(result, args.out / "load.json")
+    print(json.dumps(result, indent=1))
+
 
 def run_accuracy(args: argparse.Namespace) -> None:
     import tempfile

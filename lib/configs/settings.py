@@ -26,6 +26,10 @@ class Settings:
     spacing: tuple[float, float, float] = field(default=(1.0, 1.0, 1.0), metadata={
         "help": "working voxel spacing in mm; when not given, the one on the model's card (1.0 for the demo)"})
     dropout: float = field(default=0.2, metadata={"help": "dropout of the UNet (used for MC-dropout uncertainty)"})
+    # --- input
+    max_image_mb: float = field(default=4096.0, metadata={
+        "help": "largest image accepted, in MB of voxels (uncompressed); a NIfTI file's header is checked before "
+                "anything is read"})
     # --- inference
     roi_size: tuple[int, int, int] = field(default=(160, 160, 160), metadata={
         "help": "largest sliding-window size in voxels; windows shrink to the smallest that cover the region with "
@@ -104,6 +108,8 @@ class Settings:
             raise ValueError(f"--conf amp_dtype must be float16 or bfloat16, got {self.amp_dtype!r}")
         if not 0 <= self.weight_average < 1:
             raise ValueError(f"--conf weight_average must be in [0, 1), got {self.weight_average}")
+        if self.max_image_mb <= 0:
+            raise ValueError(f"--conf max_image_mb must be positive, got {self.max_image_mb}")
         if self.cache_mb < 0 or self.retrain_every < 0:
             raise ValueError("--conf cache_mb and retrain_every must be 0 or more")
         if self.loss not in ("dice", "dicece"):

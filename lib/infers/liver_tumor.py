@@ -133,7 +133,8 @@ class LiverTumorInfer(BasicInferTask):
     def pre_transforms(self, data=None) -> Sequence[Callable]:
         data = data or {}
         cascade = _flag(data.get("cascade", True))
-        return [StashImagePathd(), LoadCTd("image", dtype=None),
+        return [StashImagePathd(), LoadCTd("image", dtype=None, max_mb=self.settings.max_image_mb,
+                                           json_key=self.output_json_key),
                 CropToLiverd("image", lambda: self._locator(data) if cascade else "cascade off in the request"),
                 *preprocessing(self.settings.spacing)]
 

@@ -9,7 +9,7 @@ from monai.data import MetaTensor
 from monai.transforms import LoadImaged, MapTransform
 
 from ..errors import InvalidInput
-from ..validation import check_ct
+from ..validation import check_ct, check_header, ct_warnings
 
 NIFTI = (".nii", ".nii.gz")
 
@@ -39,15 +39,24 @@ class LoadCTd(MapTransform):
     """Load with MONAI's reader (or, for NIfTI kept in its stored type, read_nifti_as_stored), turning failures on
     broken files into InvalidInput (422), then check that it is CT."""
 
-    def __init__(self, key: str = "image", dtype: type | None = np.float32) -> None:
-        """dtype None keeps the stored voxel type (int16 for most CT: half the memory of float32)."""
+    def __init__(self, key: str = "image", dtype: type | None = np.float32, max_mb: float | None = None,
+                 json_key: str = "result") -> None:
+        """dtype None keeps the stored voxel type (int16 for most CT: half the memory of float32); max_mb: the
+        largest volume read (a NIfTI header says its size before anything is decompressed); what does not look
+        like CT in HU is said under json_key's "warnings"."""
         super().__init__(keys=[key])
-        self.key, self.dtype = key, dtype
+        self.key, self.dtype, self.max_mb, self.json_key = key, dtype, max_mb, json_key
         self.loader = LoadImaged(keys=key, image_only=False, dtype=dtype)
 
     def __call__(self, data):
         path = data.get(self.key)
         if isinstance(path, str):
+            if path.lower().endswith(NIFTI):
+                try:
+                    header = nib.load(path)
+                except Exception as e:  # nibabel raises many kinds for broken headers
+                    raise InvalidInput(f"the image could not be read ({type(e).__name__})") from e
+                check_header(header, self.max_mb)
             try:
                 if self.dtype is None and path.lower().endswith(NIFTI):
                     data = {**data, self.key: read_nifti_as_stored(path)}
@@ -57,5 +66,9 @@ class LoadCTd(MapTransform):
             except Exception as e:  # readers raise many kinds for corrupt or truncated files
                 raise InvalidInput(f"the image could not be read ({type(e).__name__}: "
                                    f"{str(e).splitlines()[0] if str(e) else 'corrupt file'})") from e
-        check_ct(np.asarray(data[self.key]))
+        array = np.asarray(data[self.key])
+        check_ct(array)
+        warnings = ct_warnings(array)
+        if warnings:
+            data = {**data, self.json_key: {**data.get(self.json_key, {}), "warnings": warnings}}
         return data
