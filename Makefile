@@ -24,9 +24,10 @@ serve: $(STAMP)
 		--host $(HOST) --port $(PORT)
 
 # Orthanc and Chromium (Debian) for the PACS and browser tests: installed when possible, else those tests skip
+# Two pytest processes, each taking whole test files (module-scoped servers stay in one process)
 test: $(STAMP)
 	scripts/system-packages
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 sample-data: $(STAMP)
 	$(BIN)/liver-tumor sample-data --out sample-data

@@ -9,6 +9,7 @@ import http.server
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -148,7 +149,9 @@ def test_make_serve_listens_on_loopback_only(tmp_path):
     repo = tmp_path / "repo"
     shutil.copytree(ROOT, repo, ignore=shutil.ignore_patterns(".venv", "runs", ".git", "__pycache__"))
     shutil.rmtree(repo / "apps" / "liver_tumor" / "model", ignore_errors=True)  # models trained here
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    # no background rescoring of every study at start (MONAI Label's default): it would only compete for the CPU
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "MONAI_LABEL_AUTO_UPDATE_SCORING": "false"}
     # this environment's venv, and no install step (STAMP empty)
     make = ["make", "-s", "serve", f"PORT={port}", f"VENV={Path(sys.executable).parents[1]}", "STAMP="]
     proc = subprocess.Popen(make, cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -171,5 +174,5 @@ def test_make_serve_listens_on_loopback_only(tmp_path):
         assert not [ln for ln in Path("/proc/net/tcp6").read_text().splitlines()[1:]
                     if ln.split()[3] == "0A" and int(ln.split()[1].split(":")[1], 16) == port]
     finally:
-        os.killpg(proc.pid, 15)
+        os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)
