@@ -104,6 +104,8 @@ CATALOGUE = {
                                     "not found"),
     "label download with a climbing tag": ("GET", "/datastore/label?label=phantom_2026_000&tag=..%2F..%2Fimages",
                                            None, None, 404, "not found"),
+    "a model upload that is not a model": ("PUT", "/model/liver_tumor", {"file": ("m.pt", b"not weights")}, None,
+                                           422, "is not a liver_tumor model"),
     "unknown model": ("POST", f"/infer/spleen?image={IMAGE}", None, None, 404, "no model 'spleen'"),
     "unknown strategy": ("POST", "/activelearning/no_such_strategy", None, None, 404, "no strategy"),
     "unknown image": ("POST", "/infer/liver_tumor?image=no_such_study", None, None, 404, "no image"),
@@ -132,15 +134,15 @@ ANSWERS: dict[str, dict] = {}  # kept in runs/bad-input.json: the catalogue with
 def server(tmp_path_factory):
     # inference at 3 mm, the sample studies' own spacing: quick, and what is checked here is not accuracy
     conf = {"pretrained_path": str(DEMO_CHECKPOINT), "max_image_mb": str(MAX_IMAGE_MB), "spacing": "3"}
-    with served(tmp_path_factory.mktemp("bad-input"), conf) as (client, studies, _):
-        yield client._server_url.rstrip("/"), studies
+    with served(tmp_path_factory.mktemp("bad-input"), conf) as (client, studies, app_dir):
+        yield client._server_url.rstrip("/"), studies, app_dir
     (ROOT / "runs").mkdir(exist_ok=True)
     (ROOT / "runs" / "bad-input.json").write_text(json.dumps(ANSWERS, indent=1) + "\n")
 
 
 @pytest.mark.parametrize("case", list(CATALOGUE))
 def test_bad_input_is_refused_and_changes_nothing(server, case):
-    url, studies = server
+    url, studies, app_dir = server
     method, path, files, data, status, words = CATALOGUE[case]
     before = datastore_digest(studies)
     r = requests.request(method, url + path, files=files, data=data, timeout=300)
@@ -149,11 +151,20 @@ def test_bad_input_is_refused_and_changes_nothing(server, case):
     assert words.lower() in r.json()["detail"].lower(), r.json()
     assert requests.get(url + "/info/", timeout=60).status_code == 200  # still serving
     assert datastore_digest(studies) == before
+    assert not (app_dir / "model" / "liver_tumor.pt").exists()  # nothing replaced the model in use
+
+
+def test_a_model_upload_that_loads_replaces_the_model_in_use(server, tmp_path):
+    url, _, app_dir = server
+    r = requests.put(f"{url}/model/liver_tumor", files={"file": ("m.pt", DEMO_CHECKPOINT.read_bytes())}, timeout=60)
+    assert r.status_code == 200, r.text
+    assert (app_dir / "model" / "liver_tumor.pt").read_bytes() == DEMO_CHECKPOINT.read_bytes()
+    assert requests.post(f"{url}/infer/liver_tumor?image={IMAGE}&output=json", timeout=300).status_code == 200
 
 
 def test_mr_like_intensities_are_segmented_with_a_warning(server, tmp_path):
     """An MR-like volume (no air at -1000 HU) is not refused, but the result says it does not look like CT."""
-    url, studies = server
+    url, studies, _ = server
     image = nib.load(ROOT / "sample-data" / f"{IMAGE}.nii.gz")
     mr = ((np.asanyarray(image.dataobj).astype(np.float32) + 1024) * 1.5).astype(np.int16)
     r = requests.post(f"{url}/infer/liver_tumor?output=json",
