@@ -39,39 +39,23 @@ def check_id(value: str, what: str = "image id") -> str:
     return value
 
 
-class CheckedLocalDatastore(LocalDatastore):
-    """Images must be readable 3D CT volumes within `max_image_mb` and labels must fit their image, or the request
-    gets a 4xx."""
+class AtomicWrites(LocalDatastore):
+    """MONAI Label's local datastore (or a remote one's local cache) writing labels and its index through a
+    temporary file renamed into place, with the same bookkeeping, under MONAI Label's own lock."""
 
-    def __init__(self, datastore_path: str, *args: Any, max_image_mb: float | None = None, **kwargs: Any) -> None:
-        self.max_image_mb = max_image_mb
-        for partial in Path(datastore_path).rglob(".*.part"):  # copies a killed server left unfinished
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for partial in Path(self._datastore_path).rglob(".*.part"):  # copies a killed server left unfinished
             logger.warning(f"removing {partial}, a copy that was cut short")
             partial.unlink(missing_ok=True)
-        super().__init__(datastore_path, *args, **kwargs)
 
-    def add_image(self, image_id: str, image_filename: str, image_info: dict[str, Any]) -> str:
-        if image_id:
-            check_id(image_id)
-        check_image_file(image_filename, self.max_image_mb)
-        default_id, ext = self._to_id(os.path.basename(image_filename))
-        image_id = image_id or check_id(default_id)
-        name = self._filename(image_id, ext)
-        with FileLock(self._lock_file):
-            copy_file(Path(image_filename), Path(self._datastore.image_path()) / name)
-            info = {**(image_info or {}), "ts": int(time.time()), "name": name}
-            self._datastore.objects[image_id] = ImageLabelModel(image=DataModel(info=info, ext=ext))
-            self._update_datastore_file(lock=False)
-        return image_id
-
-    def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: dict[str, Any]) -> str:
-        check_id(image_id)
-        if not SAFE_TAG.match(label_tag or ""):
-            raise InvalidInput(f"invalid label tag {str(label_tag)[:40]!r}")
-        if image_id not in self.list_images():
-            raise NotFound(f"no image {image_id!r} in the datastore")
+    def check_label(self, image_id: str, label_filename: str, label_info: dict[str, Any] | None) -> None:
+        """The label in the app's classes (label_info's segment order) and on its image's grid, or a 422."""
         to_app_classes(label_filename, (label_info or {}).get("label_info"))
         check_label_file(label_filename, nib.load(self.get_image_uri(image_id)))
+
+    def store_label(self, image_id: str, label_filename: str, label_tag: str, label_info: dict[str, Any]) -> str:
+        """LocalDatastore.save_label, the copy made atomic."""
         obj = self._datastore.objects.get(image_id)
         if not obj:
             raise ImageNotFoundException(f"Image {image_id} not found")
@@ -97,3 +81,35 @@ class CheckedLocalDatastore(LocalDatastore):
                 write()
         else:
             write()
+
+
+class CheckedLocalDatastore(AtomicWrites):
+    """Images must be readable 3D CT volumes within `max_image_mb` and labels must fit their image, or the request
+    gets a 4xx."""
+
+    def __init__(self, *args: Any, max_image_mb: float | None = None, **kwargs: Any) -> None:
+        self.max_image_mb = max_image_mb
+        super().__init__(*args, **kwargs)
+
+    def add_image(self, image_id: str, image_filename: str, image_info: dict[str, Any]) -> str:
+        if image_id:
+            check_id(image_id)
+        check_image_file(image_filename, self.max_image_mb)
+        default_id, ext = self._to_id(os.path.basename(image_filename))
+        image_id = image_id or check_id(default_id)
+        name = self._filename(image_id, ext)
+        with FileLock(self._lock_file):
+            copy_file(Path(image_filename), Path(self._datastore.image_path()) / name)
+            info = {**(image_info or {}), "ts": int(time.time()), "name": name}
+            self._datastore.objects[image_id] = ImageLabelModel(image=DataModel(info=info, ext=ext))
+            self._update_datastore_file(lock=False)
+        return image_id
+
+    def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: dict[str, Any]) -> str:
+        check_id(image_id)
+        if not SAFE_TAG.match(label_tag or ""):
+            raise InvalidInput(f"invalid label tag {str(label_tag)[:40]!r}")
+        if image_id not in self.list_images():
+            raise NotFound(f"no image {image_id!r} in the datastore")
+        self.check_label(image_id, label_filename, label_info)
+        return self.store_label(image_id, label_filename, label_tag, label_info)

@@ -1,7 +1,8 @@
 """MONAI Label's DICOMweb datastore with final labels stored back to the PACS as DICOM SEG written in Python.
 
-MONAI Label's own `DICOMWebDatastore.save_label` calls dcmqi's binary (lib.dicom.seg says why not). Everything else
-(the series cache, NIfTI conversion, reading SEG back for training) is MONAI Label's.
+MONAI Label's own `DICOMWebDatastore.save_label` calls dcmqi's binary (lib.dicom.seg says why not). Labels are checked
+and written to the local cache as in the local datastore (lib.datastore); everything else (the series cache, NIfTI
+conversion, reading SEG back for training) is MONAI Label's.
 """
 
 from __future__ import annotations
@@ -12,35 +13,31 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 from monailabel.datastore.dicom import DICOMWebDatastore
-from monailabel.datastore.local import LocalDatastore
 from monailabel.datastore.utils.convert import binary_to_image
 from monailabel.interfaces.datastore import DefaultLabelTag
 
+from ..datastore import AtomicWrites
 from ..errors import InvalidInput, NotFound
-from ..label_info import to_app_classes
-from ..validation import check_label_file
 from .seg import write_seg
 
 logger = logging.getLogger(__name__)
 
 
-class SegDICOMWebDatastore(DICOMWebDatastore):
+class SegDICOMWebDatastore(AtomicWrites, DICOMWebDatastore):
     def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: dict[str, Any],
                    label_id: str = "") -> str:
         if image_id not in self.list_images():
             raise NotFound(f"no series {image_id!r} on the DICOMweb server")
-        self.get_image_uri(image_id)  # the series is in the cache from here on
+        image_uri = self.get_image_uri(image_id)  # fetched into the cache and converted, once
         converted = ""
         if label_filename.endswith(".bin"):  # OHIF sends raw voxels
-            converted = label_filename = binary_to_image(self.get_image_uri(image_id), label_filename)
+            converted = label_filename = binary_to_image(image_uri, label_filename)
         try:
-            to_app_classes(label_filename, (label_info or {}).get("label_info"))
-            check_label_file(label_filename, nib.load(self.get_image_uri(image_id)))
+            self.check_label(image_id, label_filename, label_info)
             if label_tag == DefaultLabelTag.FINAL:
                 label_info = {**label_info, **self._upload_seg(image_id, label_filename)}
-            return LocalDatastore.save_label(self, image_id, label_filename, label_tag, label_info)
+            return self.store_label(image_id, label_filename, label_tag, label_info)
         finally:
             if converted:
                 os.unlink(converted)
