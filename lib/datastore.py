@@ -23,8 +23,8 @@ from monailabel.interfaces.exception import ImageNotFoundException
 
 from .data.atomic import copy_file, write_atomic
 from .errors import InvalidInput, NotFound
+from .input_checks import check_image_file, check_label_file
 from .label_info import to_app_classes
-from .validation import check_image_file, check_label_file
 
 logger = logging.getLogger(__name__)
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")

@@ -1,12 +1,10 @@
-"""Three corrections to MONAI Label 0.8.5's server, made from the app when the server loads it.
+"""Corrections to MONAI Label's server, each written against and checked on one MONAI Label release.
 
-- Malformed JSON in a request's `params` (or an info field) is a client's error: MONAI Label parses it inside its
-  endpoints with json.loads and answers 500; here it is a 422 naming the problem.
-- Authentication: MONAI Label validates bearer tokens with `jwt.decode(token, key, options=...)`, which PyJWT 2
-  refuses without `algorithms`, so every token, valid or not, got 401. Tokens are checked here with RS256, the
-  algorithm of the realm's public key that MONAI Label reads (Keycloak's realm JSON).
-- `PUT /model/{model}` copied any uploaded file over the model in use, in place: a wrong file, or a copy cut short,
-  broke /infer. Here the upload must load as the model's network, and it is renamed into place.
+The app applies them explicitly (`LiverTumorApp.server_mode`, when MONAI Label's server starts it) through
+`install`, which first checks the MONAI Label version: each patch replaces a detail inside that release (a module
+attribute, a route, the exception handlers), so on another release the app refuses to start, naming both, rather
+than patch what it does not know. Everything else the app changes in MONAI Label is a subclass in plain sight
+(the datastore, the tasks, the strategies).
 """
 
 from __future__ import annotations
@@ -15,11 +13,13 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Callable
 
 import jwt
+import monailabel
 from fastapi import Depends, FastAPI, Request, UploadFile
 from fastapi.responses import JSONResponse
 from monailabel.config import settings
@@ -29,16 +29,39 @@ from monailabel.utils.others.generic import file_checksum
 from .data.atomic import copy_file
 from .errors import InvalidInput, NotFound
 
+MONAI_LABEL_VERSION = "0.8.5"  # the release every patch below was written for and tested on
 
+
+@dataclass(frozen=True)
+class Patch:
+    name: str
+    fixes: str  # what goes wrong in MONAI Label MONAI_LABEL_VERSION without it
+    apply: Callable[[FastAPI], None]
+
+
+# ---- malformed JSON
 async def _malformed_json(request: Request, exc: json.JSONDecodeError) -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": f"malformed JSON in the request: {exc.msg} "
                                                             f"(line {exc.lineno}, column {exc.colno})"})
 
 
+def _answer_malformed_json(app: FastAPI) -> None:
+    app.add_exception_handler(json.JSONDecodeError, _malformed_json)
+    # Starlette builds its middleware stack, exception handlers included, at its first call (the lifespan that
+    # loads this app): dropping it makes the next request build it again with this handler
+    app.middleware_stack = None
+
+
+# ---- bearer tokens
 def _decode_rs256(token: str, key: Any, options: dict | None = None, **kwargs: Any) -> dict:
     return jwt.decode(token, key, algorithms=["RS256"], options=options, **kwargs)
 
 
+def _validate_tokens_with_rs256(app: FastAPI) -> None:
+    auth.jwt = SimpleNamespace(decode=_decode_rs256)  # the one call MONAI Label makes through `jwt.`
+
+
+# ---- model upload
 async def _update_model(model: str, file: UploadFile,
                         user: auth.User = Depends(auth.RBAC(settings.MONAI_LABEL_AUTH_ROLE_ANNOTATOR))) -> dict:
     from monailabel.interfaces.utils.app import app_instance
@@ -61,15 +84,61 @@ async def _update_model(model: str, file: UploadFile,
     return {"checksum": file_checksum(dest), "modified_time": int(os.stat(dest).st_mtime)}
 
 
-def install(app: FastAPI) -> None:
-    app.add_exception_handler(json.JSONDecodeError, _malformed_json)
-    # Starlette builds its middleware stack, exception handlers included, at its first call (the lifespan that
-    # loads this app): dropping it makes the next request build it again with this handler
-    app.middleware_stack = None
-
-    auth.jwt = SimpleNamespace(decode=_decode_rs256)  # the one call MONAI Label makes through `jwt.`
-
+def _checked_model_upload(app: FastAPI) -> None:
     # first in the list, so that it answers before MONAI Label's own route (Starlette takes the first match)
     app.router.add_api_route(f"{settings.MONAI_LABEL_API_STR}/model/{{model}}", _update_model, methods=["PUT"],
                              tags=["Model"], summary="Upload a model file (it must load; written atomically)")
     app.router.routes.insert(0, app.router.routes.pop())
+
+
+# ---- train requests
+async def _train_model(model: str, params: dict | None = None, run_sync: bool = False, enqueue: bool = False,
+                       user: auth.User = Depends(auth.RBAC(settings.MONAI_LABEL_AUTH_ROLE_ADMIN))) -> dict:
+    from monailabel.endpoints.train import run_model
+    from monailabel.interfaces.utils.app import app_instance
+
+    app_instance().check_train_request(model, params or {})
+    return run_model(model, params, run_sync, enqueue)
+
+
+def _checked_train_request(app: FastAPI) -> None:
+    app.router.add_api_route(f"{settings.MONAI_LABEL_API_STR}/train/{{model}}", _train_model, methods=["POST"],
+                             tags=["Train"], summary="Run training for a model (its options are checked first)")
+    app.router.routes.insert(0, app.router.routes.pop())
+
+
+PATCHES = (
+    Patch("malformed JSON is a 422",
+          "malformed JSON in a request's `params` (or an info field) is parsed inside the endpoints with "
+          "json.loads and answered 500; here it is a 422 naming the problem", _answer_malformed_json),
+    Patch("bearer tokens checked with RS256",
+          "tokens are validated with `jwt.decode(token, key, options=...)`, which PyJWT 2 refuses without "
+          "`algorithms`: every token, valid or not, got 401; here they are checked with RS256, the algorithm of "
+          "the realm's public key that MONAI Label reads (Keycloak's realm JSON)", _validate_tokens_with_rs256),
+    Patch("model upload checked and atomic",
+          "`PUT /model/{model}` copied any uploaded file over the model in use, in place: a wrong file, or a copy "
+          "cut short, broke /infer; here the upload must load as the model's network, and is renamed into place",
+          _checked_model_upload),
+    Patch("train options checked before the run is queued",
+          "`POST /train/{model}` queues any request and the training process reads its options: a bad value "
+          "(`{\"max_epochs\": 0}`, `{\"resume\": \"maybe\"}`) was answered 200 and failed later, seen only in "
+          "/train/'s ERROR; here the app reads them first, as the run will, and a bad one is a 422 naming it",
+          _checked_train_request),
+)
+
+
+def check_version() -> None:
+    """RuntimeError, naming both releases, unless MONAI Label is the release the patches were written for."""
+    version = monailabel.__version__
+    if version != MONAI_LABEL_VERSION:
+        raise RuntimeError(
+            f"this app patches MONAI Label {MONAI_LABEL_VERSION} ({', '.join(p.name for p in PATCHES)}; "
+            f"lib/server_fixes.py) and MONAI Label {version} is installed: install monailabel=={MONAI_LABEL_VERSION} "
+            f"(requirements.txt), or check each patch against {version} and update MONAI_LABEL_VERSION")
+
+
+def install(app: FastAPI) -> None:
+    """Every patch, on MONAI Label's running FastAPI app, after the version check."""
+    check_version()
+    for patch in PATCHES:
+        patch.apply(app)

@@ -48,7 +48,7 @@ def liver_dice_in_world(label_path: Path, truth_path: Path) -> float:
     import nibabel as nib
     import numpy as np
 
-    from lib.bench.accuracy import dice
+    from lib.metrics.dice import dice
 
     a, b = (nib.as_closest_canonical(nib.load(str(p))) for p in (label_path, truth_path))
     assert a.shape == b.shape and np.allclose(a.affine, b.affine, atol=1e-3), (a.affine, b.affine)

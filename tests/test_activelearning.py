@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from lib.activelearning.candidates import served_to_others
-from lib.activelearning.signals import k_centre_greedy, mc_dropout_signals, tumour_weighted_uncertainty
+from lib.activelearning.k_centre import k_centre_greedy
 from lib.model.network import build_unet
+from lib.scoring.signals import mc_dropout_signals, tumour_weighted_uncertainty
 
 
 def test_k_centre_greedy_covers_the_clusters_and_follows_the_weights():

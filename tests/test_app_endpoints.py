@@ -156,6 +156,25 @@ def test_unknown_names_are_404(server):
     assert r.status_code == 422 and "invalid image id" in r.json()["detail"]
 
 
+@pytest.mark.parametrize("path, options, name", [
+    (f"/infer/liver_tumor?image={UNLABELLED}", {"cascade": "maybe"}, "cascade"),
+    (f"/infer/liver_tumor?image={UNLABELLED}", {"sw_overlap": 1.5}, "sw_overlap"),
+    (f"/infer/liver_tumor?image={UNLABELLED}", {"fit_windows": "sometimes"}, "fit_windows"),
+    ("/train/liver_tumor", {"max_epochs": 0}, "max_epochs"),
+    ("/train/liver_tumor", {"resume": "maybe"}, "resume"),
+    ("/train/liver_tumor", {"loss": "focal"}, "loss"),
+])
+def test_a_bad_request_option_is_a_422_naming_it_before_any_work(server, path, options, name):
+    client, _, _ = server
+    if path.startswith("/infer"):
+        r = client.post(path, data={"params": json.dumps(options)})
+    else:
+        r = client.post(path, json=options)
+    assert r.status_code == 422, r.text[:300]
+    assert r.json()["detail"].startswith(f"{name} must be"), r.json()
+    assert client.get("/train/", params={"all": True}).status_code == 404  # no run was queued, none ever ran
+
+
 def test_a_tiny_training_run_publishes_a_model_and_reports_dice_per_class(server):
     client, _, app = server
     r = client.post("/train/liver_tumor", json={"max_epochs": 3, "pretrained": False, "seed": 0})

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from lib.bench.server import ServerProcess, free_port
-from lib.configs.settings import DEMO_CHECKPOINT
+from lib.settings import DEMO_CHECKPOINT
 
 from .conftest import ROOT, copy_app
 
@@ -125,7 +125,7 @@ def test_without_a_valid_token_nothing_is_served_or_changed(secured, tmp_path):
 
 
 def test_with_a_token_it_works(secured):
-    """As the README shows: a token from /auth/token (MONAI Label asks the realm), then requests with it."""
+    """As docs/reliability.md shows: a token from /auth/token (MONAI Label asks the realm), then requests with it."""
     url, studies, realm = secured
     r = requests.post(f"{url}/auth/token", data={"username": "annotator1", "password": "secret"}, timeout=60)
     assert r.status_code == 200, r.text

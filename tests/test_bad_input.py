@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import requests
 
-from lib.configs.settings import DEMO_CHECKPOINT
+from lib.settings import DEMO_CHECKPOINT
 
 from .conftest import ROOT, served
 
@@ -127,7 +127,7 @@ def datastore_digest(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != ".lock"}
 
 
-ANSWERS: dict[str, dict] = {}  # kept in runs/bad-input.json: the catalogue with each answer, for the README
+ANSWERS: dict[str, dict] = {}  # kept in runs/bad-input.json: the catalogue with each answer, for docs/reliability.md
 
 
 @pytest.fixture(scope="module")

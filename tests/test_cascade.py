@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from lib.bench.accuracy import dice
 from lib.bench.inference import app_pipeline, baseline_pipeline, compare_labels
-from lib.configs.settings import DEMO_CHECKPOINT, LOCATOR_CHECKPOINT
+from lib.cascade.locate import Locator, block_mean
 from lib.data.phantoms import generate_study
-from lib.infers.locate import Locator, block_mean
+from lib.metrics.dice import dice
 from lib.model.checkpoint import load_network, read_card
+from lib.settings import DEMO_CHECKPOINT, LOCATOR_CHECKPOINT
 
 pytestmark = pytest.mark.skipif(not LOCATOR_CHECKPOINT.exists(), reason="no locator checkpoint in this clone")
 
@@ -136,7 +136,7 @@ def test_windows_shrink_to_the_region_with_as_many_per_axis(shape, fitted):
     from monai.data.utils import dense_patch_slices
     from monai.inferers.utils import _get_scan_interval
 
-    from lib.infers.liver_tumor import fitted_roi
+    from lib.transforms.preprocess import fitted_roi
 
     assert fitted_roi(shape, (160, 160, 160), 0.25) == fitted
 

@@ -20,9 +20,9 @@ import pytest
 import requests
 
 from lib.bench.server import ServerProcess
-from lib.configs.settings import DEMO_CHECKPOINT
 from lib.model.checkpoint import load_network, save_state_dict
 from lib.model.network import build_unet
+from lib.settings import DEMO_CHECKPOINT
 
 from .conftest import ROOT, copy_app
 

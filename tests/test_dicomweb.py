@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from lib.configs.settings import DEMO_CHECKPOINT
 from lib.dicom import orthanc
 from lib.dicom.dicomweb import dicomweb_client, list_series
 from lib.dicom.seg import read_seg
+from lib.settings import DEMO_CHECKPOINT
 
 from .conftest import ROOT, free_port, liver_dice_in_world, run_cli, served
 
-STUDIES = ["phantom_2026_005", "phantom_2026_004"]  # the demo model segments both (README)
+STUDIES = ["phantom_2026_005", "phantom_2026_004"]  # the demo model segments both (docs/model.md)
 LIVER_DICE_THRESHOLD = 0.7  # as in test_server_e2e: a misplaced label scores far below
 
 

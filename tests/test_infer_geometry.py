@@ -15,10 +15,10 @@ import pytest
 import torch
 from monai.transforms import Spacingd
 
-from lib.configs.settings import LOCATOR_CHECKPOINT, Settings
 from lib.data.phantoms import generate_study
 from lib.data.phantoms.acquisition import ORIENTATIONS
 from lib.infers.liver_tumor import LiverTumorInfer
+from lib.settings import LOCATOR_CHECKPOINT, Settings
 from lib.transforms.image_path import StashImagePathd
 
 

@@ -10,7 +10,7 @@ from .conftest import run_cli
 
 def test_eight_concurrent_annotators(tmp_path):
     # at 3 mm (the sample studies' own spacing) each inference takes a fraction of a second: the test is about
-    # concurrency; `liver-tumor bench load` at the app's defaults is in the README
+    # concurrency; `liver-tumor bench load` at the app's defaults is in docs/reliability.md
     proc = run_cli("bench", "load", "--clients", "8", "--requests", "96", "--window", "3", "--out", tmp_path,
                    "--conf", "spacing", "3", timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]

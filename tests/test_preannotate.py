@@ -12,8 +12,8 @@ import matplotlib.pyplot as plt
 import nibabel as nib
 import numpy as np
 
-from lib.configs.settings import DEMO_CHECKPOINT
 from lib.dicom.series import nifti_to_series
+from lib.settings import DEMO_CHECKPOINT
 
 from .conftest import ROOT, liver_dice_in_world, run_cli
 

@@ -54,7 +54,7 @@ def test_too_few_labels_is_a_clear_error(task, tmp_path):
 
 def test_crops_are_balanced_between_foreground_and_background(task):
     class Ctx:
-        request = {"crop_size": 32, "crops_per_volume": 8}
+        request = task.options({"crop_size": 32, "crops_per_volume": 8})
 
     transforms = Compose(task.train_pre_transforms(Ctx())).set_random_state(seed=0)
     sample = {"image": str(ROOT / "sample-data" / "phantom_2026_000.nii.gz"),

@@ -20,7 +20,7 @@ from monailabel.interfaces.datastore import Datastore
 from monailabel.utils.others.class_utils import get_class_names
 
 import lib.configs
-import lib.server_fixes
+from lib import server_fixes
 from lib.activelearning.basic import First, Random
 from lib.activelearning.candidates import record_served, requested_count
 from lib.configs.liver_tumor import DEFAULT_STRATEGY
@@ -32,17 +32,6 @@ from lib.infers.batch import BatchInfer
 from lib.trainers.retrain import RetrainTrigger
 
 logger = logging.getLogger(__name__)
-
-
-def _fix_server() -> None:
-    """lib.server_fixes on the running server, when there is one (not when only this module is imported)."""
-    import sys
-
-    if "monailabel.app" in sys.modules:
-        lib.server_fixes.install(sys.modules["monailabel.app"].app)
-
-
-_fix_server()
 
 
 def _uploaded(path: str) -> bool:
@@ -62,6 +51,7 @@ def _training_busy() -> bool:
 
 class LiverTumorApp(MONAILabelApp):
     def __init__(self, app_dir: str, studies: str, conf: dict[str, str]):
+        server_fixes.check_version()  # another MONAI Label release: refuse to start, naming both
         self.model_dir = os.path.join(app_dir, "model")
         self.models: dict[str, TaskConfig] = {}
         self._picking = threading.Lock()
@@ -85,6 +75,14 @@ class LiverTumorApp(MONAILabelApp):
                                       busy=_training_busy, start=self._start_training)
 
     # ---- wiring
+    def server_mode(self, mode: bool) -> None:
+        """MONAI Label's server calls this as it starts the app: the moment to correct the server itself."""
+        super().server_mode(mode)
+        if mode:
+            from monailabel.app import app  # the FastAPI app being started (imported by then)
+
+            server_fixes.install(app)
+
     def init_datastore(self) -> Datastore:
         if self.studies.startswith(("http://", "https://")):
             return super().init_datastore()  # DICOMweb: _init_dicomweb_datastore below
@@ -157,9 +155,15 @@ class LiverTumorApp(MONAILabelApp):
         return super().infer(request, datastore)
 
     def train(self, request: dict[str, Any]):
-        if request.get("model") not in self._trainers:
-            raise NotFound(f"no trainable model {request.get('model')!r}: available are {', '.join(self._trainers)}")
+        self.check_train_request(request.get("model"), request)
         return super().train(request)
+
+    def check_train_request(self, model: Any, request: dict[str, Any]) -> None:
+        """A 404 for an unknown model, a 422 naming a bad option: before a run is queued (lib.server_fixes) and
+        again where it runs."""
+        if model not in self._trainers:
+            raise NotFound(f"no trainable model {model!r}: available are {', '.join(self._trainers)}")
+        self._trainers[model].options(request)
 
     def next_sample(self, request: dict[str, Any]):
         strategy = request.get("strategy") or DEFAULT_STRATEGY

@@ -1,1 +1,1 @@
-"""Active-learning strategies: which study to label next."""
+"""Active-learning strategies: which study to label next, and k-centre selection."""

@@ -13,9 +13,10 @@ import time
 from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.exception import ImageNotFoundException
 
-from ..errors import InvalidInput
+from ..settings import Settings, request_options
 
 SERVED_KEY = "served"
+DEFAULTS = Settings()  # the activelearning options are request-only: no --conf value reaches them
 
 
 def served_to_others(info: dict, client_id: str | None, window_s: float, now: float | None = None) -> bool:
@@ -35,14 +36,8 @@ def split_unlabelled(request: dict, datastore: Datastore, window_s: float) -> tu
 
 
 def requested_count(request: dict) -> int:
-    """How many studies the request asks for ("count", default 1)."""
-    try:
-        count = int(request.get("count", 1))
-    except (TypeError, ValueError):
-        raise InvalidInput(f"count must be a whole number, got {request.get('count')!r}") from None
-    if not 1 <= count <= 100:
-        raise InvalidInput(f"count must be between 1 and 100, got {count}")
-    return count
+    """How many studies the request asks for ("count", default 1), read as every option is (lib.settings)."""
+    return request_options(request, "activelearning", DEFAULTS)["count"]
 
 
 def answer(name: str, picks: list[tuple[str, dict]], **why) -> dict:

@@ -11,7 +11,7 @@ from monailabel.interfaces.datastore import Datastore
 from ..scoring.mc_dropout import UncertaintyScorer
 from .base import WindowedStrategy
 from .candidates import answer, requested_count
-from .signals import k_centre_greedy
+from .k_centre import k_centre_greedy
 
 
 class UncertainDiverse(WindowedStrategy):

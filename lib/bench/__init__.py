@@ -1,1 +1,1 @@
-"""Benchmarks and the measurements they share."""
+"""The benchmarks behind `liver-tumor bench ...`, and the server process they drive."""

@@ -3,7 +3,7 @@
 Per seed: a few randomly chosen studies are labelled; each round trains the UNet with a fixed step budget on the
 labelled studies (fine-tuning the previous round's model, as the app's server does; `warm_start=False`: from
 scratch), measures Dice (liver, tumour) on held-out phantoms, scores the pool with the app's own signals
-(lib.activelearning.signals), lets each strategy pick the next studies, and reveals their ground truth. Every
+(lib.scoring.signals), lets each strategy pick the next studies, and reveals their ground truth. Every
 strategy starts from the same labelled set for a seed (cold_start picks its own: it is the strategy for when there
 is none), and a model is trained once per (seed, labelled sets so far), so that strategies that agree share it.
 The reference is the full pool, trained from scratch for as many steps as the last round's model had in all.
@@ -16,56 +16,39 @@ import dataclasses
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
-from monai.inferers import SlidingWindowInferer
-from monai.losses import DiceCELoss
-from monai.transforms import Compose, LoadImaged, RandCropByLabelClassesd, RandFlipd
-from monai.utils import set_determinism
 
-from ..activelearning.signals import image_features, k_centre_greedy, mc_dropout_signals
-from ..configs.settings import Settings
-from ..data.phantoms.batch import make_phantoms
-from ..data.phantoms.study import study_id, study_paths
-from ..infers.autocast import AutocastInferer, autocast_dtype
-from ..infers.liver_tumor import preprocessing
-from ..model.network import NUM_CLASSES, build_unet
-from ..transforms.postprocess import clean_label
-from .accuracy import dice
+from ..activelearning.k_centre import k_centre_greedy
+from ..scoring.signals import image_features, mc_dropout_signals
+from ..trainers.in_memory import LoopConfig, Study, evaluate, load_studies, train
 
 logger = logging.getLogger(__name__)
 
 STRATEGIES = ("random", "fg_random", "first", "mc_dropout", "uncertain_diverse", "cold_start")
-TUMOUR_CE_WEIGHTS = (1.0, 1.0, 10.0)
-CLEAN_UP = Settings()  # the app's post-processing defaults (tumour margin, smallest tumour)
 
 
 @dataclass(frozen=True)
-class ALConfig:
-    """The default finishes in about half an hour on 2 CPU cores; `full` sizes it for a GPU."""
+class ALConfig(LoopConfig):
+    """How each model is trained (LoopConfig: spacing, steps, crops, learning rate, channels, device), and the
+    simulated annotation loop. The default finishes in about half an hour on 2 CPU cores; `full` sizes it for a
+    GPU."""
 
     pool: int = 16
     test: int = 6
     preset: str = "small"
-    spacing: float = 4.0
     initial: int = 2
     per_round: int = 2
     rounds: int = 3
-    steps: int = 200
-    crop: int = 40
-    crops_per_step: int = 4
-    learning_rate: float = 2e-3
-    channels: tuple[int, ...] = (8, 16, 32, 64)
     mc_samples: int = 3
     seeds: tuple[int, ...] = (0, 1, 2)
     strategies: tuple[str, ...] = STRATEGIES
     data_seed: int = 3000
     warm_start: bool = True
-    device: str = field(default_factory=lambda: "cuda" if torch.cuda.is_available() else "cpu")
 
     @staticmethod
     def full() -> "ALConfig":
@@ -74,101 +57,23 @@ class ALConfig:
                         crop=96, channels=(16, 32, 64, 128, 256), mc_samples=5)
 
 
-@dataclass
-class Study:
-    id: str
-    image: torch.Tensor  # (1, X, Y, Z), windowed 0..1, working grid
-    label: torch.Tensor  # (1, X, Y, Z) uint8
-    features: np.ndarray  # network-free image features
-
-
-def load_studies(folder: Path, seed: int, count: int, preset: str, spacing: float) -> list[Study]:
-    make_phantoms(folder, count, seed, preset, progress=False)
-    load = Compose([LoadImaged(keys=("image", "label")),
-                    *preprocessing((spacing,) * 3, keys=("image", "label"), label_key="label")])
-    studies = []
-    for i in range(count):
-        sid = study_id(seed, i)
-        d = load({"image": str(study_paths(folder, sid)["image"]), "label": str(study_paths(folder, sid)["label"])})
-        image, label = d["image"].as_tensor().float(), d["label"].as_tensor().to(torch.uint8)
-        studies.append(Study(sid, image, label, np.array(image_features(image))))
-    return studies
-
-
-def _dtype(device: str) -> torch.dtype | None:
-    return autocast_dtype(device, True, cpu_bf16=True)
-
-
-def train(studies: list[Study], cfg: ALConfig, seed: int, start: torch.nn.Module | None = None,
-          steps: int | None = None) -> torch.nn.Module:
-    """From scratch, or fine-tuning `start`, for `steps` (cfg.steps) steps; each step draws crops_per_step crops
-    from one labelled study, centred on background, liver and tumour 1:1:2 (tumour is what is rare); Dice plus
-    class-weighted cross-entropy."""
-    set_determinism(seed=seed)
-    net = build_unet(0.2, cfg.channels).to(cfg.device)
-    if start is not None:
-        net.load_state_dict(start.state_dict())
-    optimiser = torch.optim.Adam(net.parameters(), cfg.learning_rate)
-    # tumour weighs 10 in the cross-entropy: unweighted, this budget never predicts it (measured: mean tumour
-    # probability inside the tumours below 0.01 after 150 steps)
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, weight=torch.tensor(TUMOUR_CE_WEIGHTS, device=cfg.device))
-    crop = Compose([
-        RandCropByLabelClassesd(keys=("image", "label"), label_key="label", spatial_size=(cfg.crop,) * 3,
-                                ratios=[1, 1, 2], num_classes=NUM_CLASSES, num_samples=cfg.crops_per_step,
-                                allow_smaller=True, warn=False),
-        RandFlipd(keys=("image", "label"), spatial_axis=0, prob=0.2),
-    ])
-    crop.set_random_state(seed)
-    rng = np.random.default_rng(seed)
-    device_type, dtype = torch.device(cfg.device).type, _dtype(cfg.device)
-    net.train()
-    for _ in range(steps or cfg.steps):
-        s = studies[int(rng.integers(len(studies)))]
-        crops = crop({"image": s.image, "label": s.label})
-        x = torch.stack([c["image"].as_tensor() for c in crops]).to(cfg.device)
-        y = torch.stack([c["label"].as_tensor() for c in crops]).to(cfg.device)
-        if min(x.shape[2:]) < cfg.crop:  # a study smaller than the crop: pad to the crop (all crops alike)
-            pad = [p for d in reversed(x.shape[2:]) for p in (0, max(0, cfg.crop - d))]
-            x, y = torch.nn.functional.pad(x, pad), torch.nn.functional.pad(y, pad)
-        with torch.autocast(device_type, dtype=dtype, enabled=dtype is not None):
-            loss = loss_fn(net(x).float(), y.long())
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-    return net.eval()
-
-
-def evaluate(net: torch.nn.Module, studies: list[Study], cfg: ALConfig) -> dict:
-    """Per-case and mean Dice after the app's post-processing (largest liver, tumour near it, no specks)."""
-    inferer = AutocastInferer(SlidingWindowInferer(roi_size=(cfg.crop * 2,) * 3, overlap=0.25, sw_batch_size=1),
-                              torch.device(cfg.device).type, _dtype(cfg.device))
-    cases = []
-    with torch.no_grad():
-        for s in studies:
-            pred = inferer(s.image[None].to(cfg.device), net).argmax(1)[0].cpu().numpy()
-            pred = clean_label(pred, (cfg.spacing,) * 3, CLEAN_UP.tumour_margin_mm, CLEAN_UP.min_tumour_ml)
-            truth = s.label[0].numpy()
-            cases.append({"id": s.id, "liver": dice(pred, truth, 1), "tumour": dice(pred, truth, 2)})
-    mean = {k: float(np.mean([c[k] if c[k] is not None else 1.0 for c in cases])) for k in ("liver", "tumour")}
-    return {**mean, "cases": cases}
-
-
 def score_pool(net: torch.nn.Module, pool: list[Study], cfg: ALConfig) -> dict[str, dict]:
     return {s.id: mc_dropout_signals(s.image[None], net, cfg.mc_samples, (cfg.spacing,) * 3, (cfg.crop * 2,) * 3,
                                      cfg.device) for s in pool}
 
 
 def pick(strategy: str, labelled: list[Study], unlabelled: list[Study], k: int, signals: Callable[[], dict],
-         rng: np.random.Generator) -> list[str]:
-    """The ids strategy picks; signals() gives the pool's scores under the current model (computed once)."""
+         rng: np.random.Generator, features: dict[str, np.ndarray]) -> list[str]:
+    """The ids strategy picks; signals() gives the pool's scores under the current model (computed once);
+    features: each study's network-free image features (cold start)."""
     ids = [s.id for s in unlabelled]
     if strategy == "random":
         return list(rng.choice(ids, size=k, replace=False))
     if strategy == "first":
         return sorted(ids)[:k]
     if strategy == "cold_start":
-        existing = np.array([s.features for s in labelled]) if labelled else None
-        return [ids[i] for i, _ in k_centre_greedy(np.array([s.features for s in unlabelled]), existing, k)]
+        existing = np.array([features[s.id] for s in labelled]) if labelled else None
+        return [ids[i] for i, _ in k_centre_greedy(np.array([features[s.id] for s in unlabelled]), existing, k)]
     sig = signals()
     if strategy == "fg_random":  # random, weighted by predicted tumour volume (uniform while none is predicted)
         tumour = np.array([sig[i]["predicted_tumour_ml"] for i in ids]) + 1e-3
@@ -193,6 +98,7 @@ def run(work: Path, cfg: ALConfig, progress: Callable[[str], None] = print) -> d
     started = time.time()
     pool = load_studies(work / "pool", cfg.data_seed, cfg.pool, cfg.preset, cfg.spacing)
     test = load_studies(work / "test", cfg.data_seed + 1, cfg.test, cfg.preset, cfg.spacing)
+    features = {s.id: np.array(image_features(s.image)) for s in pool}
     by_id = {s.id: s for s in pool}
     cache: dict[tuple, dict] = {}  # (seed, labelled sets, steps) -> trained net, its Dice, the pool's signals
     timing = {"train": [], "score_per_study": [], "evaluate": []}
@@ -227,7 +133,7 @@ def run(work: Path, cfg: ALConfig, progress: Callable[[str], None] = print) -> d
         initial = list(rng.choice([s.id for s in pool], size=cfg.initial, replace=False))
         for strategy in cfg.strategies:
             rng_s = np.random.default_rng([seed, STRATEGIES.index(strategy)])
-            labelled = pick("cold_start", [], pool, cfg.initial, dict, rng_s) if strategy == "cold_start" \
+            labelled = pick("cold_start", [], pool, cfg.initial, dict, rng_s, features) if strategy == "cold_start" \
                 else list(initial)
             points, history = [], []
             for r in range(cfg.rounds + 1):
@@ -240,7 +146,8 @@ def run(work: Path, cfg: ALConfig, progress: Callable[[str], None] = print) -> d
                          f"({time.time() - started:.0f} s)")
                 if r < cfg.rounds:
                     rest = [s for s in pool if s.id not in labelled]
-                    labelled += pick(strategy, [by_id[i] for i in labelled], rest, cfg.per_round, signals(entry), rng_s)
+                    labelled += pick(strategy, [by_id[i] for i in labelled], rest, cfg.per_round, signals(entry),
+                                     rng_s, features)
             curves[strategy][seed] = points
         # all labels, the same training budget as the last round's model
         budget = cfg.steps * (cfg.rounds + 1) if cfg.warm_start else cfg.steps

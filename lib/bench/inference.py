@@ -40,16 +40,16 @@ from monai.transforms import (
 )
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..configs.settings import Settings
 from ..data.atomic import save_nifti
 from ..data.nifti import nifti_image
 from ..data.phantoms import generate_study, write_study
 from ..data.phantoms.study import study_paths
-from ..infers.autocast import cpu_has_bf16
+from ..metrics.dice import dice_per_class
+from ..model.autocast import cpu_has_bf16
 from ..model.checkpoint import load_network, read_card
-from ..model.network import HU_WINDOW, LABELS
+from ..settings import Settings
 from ..transforms.postprocess import clean_label
-from .accuracy import dice
+from ..transforms.preprocess import HU_WINDOW
 from .infer_cases import CASES
 
 BASELINE = {"spacing_mm": 1.0, "roi": 160, "overlap": 0.25, "dtype": "fp32", "cascade": False, "clean_up": False}
@@ -228,7 +228,7 @@ def _child(pipeline: str, cfg: dict, image: str, out_dir: str, queue: mp.Queue) 
         device = cfg["device"]
         checkpoint = Path(cfg["checkpoint"]) if cfg.get("checkpoint") else None
         if pipeline == "baseline":
-            from ..configs.settings import DEMO_CHECKPOINT
+            from ..settings import DEMO_CHECKPOINT
 
             run, clock, roi = baseline_pipeline(checkpoint or DEMO_CHECKPOINT, device, Path(out_dir))
         else:
@@ -319,10 +319,6 @@ def forward_rates(device: str, roi: int = 160, repeats: int = 3) -> list[dict]:
 
 
 # ---- comparing labels
-def _dice_all(a: np.ndarray, b: np.ndarray) -> dict[str, float | None]:
-    return {name: (None if (v := dice(a, b, c)) is None else round(v, 4)) for name, c in LABELS.items()}
-
-
 def compare_labels(labels: dict[str, Path], truth: Path) -> dict:
     t = nib.load(str(truth))
     truth_arr = np.asanyarray(t.dataobj).astype(np.uint8)
@@ -332,15 +328,15 @@ def compare_labels(labels: dict[str, Path], truth: Path) -> dict:
         if img.shape != t.shape or not np.allclose(img.affine, t.affine, atol=1e-3):
             raise ValueError(f"the {name} label does not overlay its image: {img.shape} vs {t.shape}")
         arrays[name] = np.asanyarray(img.dataobj).astype(np.uint8)
-    out: dict[str, Any] = {f"{name}_vs_truth": _dice_all(a, truth_arr) for name, a in arrays.items()}
+    out: dict[str, Any] = {f"{name}_vs_truth": dice_per_class(a, truth_arr) for name, a in arrays.items()}
     if "baseline" in arrays:
         spacing = tuple(float(v) for v in nib.affines.voxel_sizes(t.affine))
         defaults = Settings()
         cleaned = clean_label(arrays["baseline"], spacing, defaults.tumour_margin_mm, defaults.min_tumour_ml)
-        out["baseline_cleaned_vs_truth"] = _dice_all(cleaned, truth_arr)
+        out["baseline_cleaned_vs_truth"] = dice_per_class(cleaned, truth_arr)
         for name, a in arrays.items():
             if name != "baseline":
-                out[f"{name}_vs_baseline"] = _dice_all(a, arrays["baseline"])
+                out[f"{name}_vs_baseline"] = dice_per_class(a, arrays["baseline"])
     return out
 
 

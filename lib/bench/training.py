@@ -47,17 +47,17 @@ from monai.transforms import (  # noqa: E402
 from monai.utils import set_determinism  # noqa: E402
 from monailabel.tasks.train.basic_train import BasicTrainTask, Context  # noqa: E402
 
-from ..configs.settings import Settings  # noqa: E402
 from ..data.atomic import copy_file, write_atomic  # noqa: E402
 from ..data.phantoms.batch import make_phantoms  # noqa: E402
 from ..data.phantoms.study import study_id, study_paths  # noqa: E402
 from ..data.sample_datastore import final_label_path  # noqa: E402
 from ..datastore import CheckedLocalDatastore  # noqa: E402
-from ..infers.liver_tumor import preprocessing  # noqa: E402
 from ..model.network import LABELS, NUM_CLASSES, build_unet  # noqa: E402
+from ..settings import Settings  # noqa: E402
 from ..trainers.liver_tumor import LiverTumorTrain  # noqa: E402
 from ..trainers.steps import EpochSteps  # noqa: E402
 from ..trainers.validation import SelectClass  # noqa: E402
+from ..transforms.preprocess import preprocessing  # noqa: E402
 from .inference import device_name, peak_resident_mb  # noqa: E402
 
 TRAINERS = ("baseline", "app")

@@ -74,7 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--requests", type=positive_int, default=240, help="requests in all (default 240)")
     p.add_argument("--window", type=float, default=3.0, help="the server's serve_window_s (default 3)")
     p.add_argument("--conf", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
-                   help="an app option for the server (README's table), e.g. spacing 3 for quicker inference")
+                   help="an app option for the server (docs/options.md), e.g. spacing 3 for quicker inference")
     p.set_defaults(run=run_load)
 
 
@@ -83,8 +83,8 @@ def run_load(args: argparse.Namespace) -> None:
 
     from ..bench.load import LoadConfig, run
     from ..bench.server import ServerProcess
-    from ..configs.settings import APP_DIR, DEMO_CHECKPOINT, Settings
     from ..data.atomic import save_json
+    from ..settings import APP_DIR, DEMO_CHECKPOINT, Settings
 
     if args.window <= 0:
         raise CliError(f"--window must be positive, got {args.window}")
@@ -106,8 +106,9 @@ def run_load(args: argparse.Namespace) -> None:
 def run_accuracy(args: argparse.Namespace) -> None:
     import tempfile
 
-    from ..bench.accuracy import evaluate, mean_dice
     from ..configs.liver_tumor import LiverTumor
+    from ..metrics.dice import mean_dice
+    from ..metrics.evaluate import evaluate
 
     truth = args.truth or args.studies / "truth"
     cases = [(p.name.removesuffix(".nii.gz"), p, truth / p.name) for p in sorted(args.studies.glob("*.nii.gz"))
@@ -195,7 +196,7 @@ def run_train(args: argparse.Namespace) -> None:
         raise CliError(f"--minutes must be positive, got {args.minutes}")
     if args.target is not None and not 0 < args.target <= 1:
         raise CliError(f"--target must be in (0, 1], got {args.target}")
-    from ..configs.settings import Settings
+    from ..settings import Settings
 
     Settings.from_conf(dict(args.app_conf))  # a bad option stops here, named
     cfg = with_changes(TrainBenchConfig(), minutes=args.minutes, train=args.train, val=args.val, preset=args.preset,

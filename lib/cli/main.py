@@ -9,11 +9,11 @@ from typing import NoReturn, Sequence
 from . import (
     bench_commands,
     data_commands,
-    decathlon,
+    decathlon_commands,
     dicom_commands,
     model_commands,
-    preannotate_command,
-    train_command,
+    preannotate_commands,
+    train_commands,
 )
 from .common import CliError
 
@@ -30,10 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="liver-tumor", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     data_commands.register(sub)
-    decathlon.register(sub)
+    decathlon_commands.register(sub)
     model_commands.register(sub)
-    train_command.register(sub)
-    preannotate_command.register(sub)
+    train_commands.register(sub)
+    preannotate_commands.register(sub)
     dicom_commands.register(sub)
     bench_commands.register(sub)
     return parser

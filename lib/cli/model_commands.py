@@ -11,7 +11,7 @@ from .common import output_dir, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..configs.settings import DEMO_CHECKPOINT, LOCATOR_CHECKPOINT
+    from ..settings import DEMO_CHECKPOINT, LOCATOR_CHECKPOINT
 
     p = sub.add_parser("demo-model", help="train the demo checkpoint on synthetic phantoms (CPU: about 1.5 h)")
     p.add_argument("--work", type=output_dir, required=True, help="folder for the phantoms and the training run")
@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_demo_model(args: argparse.Namespace) -> None:
-    from ..trainers.demo import make_demo_model
+    from ..recipes.demo import make_demo_model
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     card = make_demo_model(args.work, args.out, args.epochs, args.jobs, args.spacing, args.data)
@@ -39,7 +39,7 @@ def run_demo_model(args: argparse.Namespace) -> None:
 
 
 def run_locator_model(args: argparse.Namespace) -> None:
-    from ..trainers.locator import make_locator_model
+    from ..recipes.locator import make_locator_model
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     card = make_locator_model(args.work, args.out, args.jobs)

@@ -18,10 +18,10 @@ from ..model.checkpoint import load_network, read_card
 from ..model.network import LABELS, build_unet
 from ..scoring.label_change import LabelChange
 from ..scoring.mc_dropout import MCDropoutScoring, UncertaintyScorer
+from ..settings import DEMO_CHECKPOINT, Settings
 from ..trainers.liver_tumor import LiverTumorTrain
-from .settings import DEMO_CHECKPOINT, Settings
 
-# the strategy used when a request names none, and listed first. `liver-tumor bench al` (README) found no strategy
+# the strategy used when a request names none, and listed first. `liver-tumor bench al` (docs/active-learning.md) found no strategy
 # whose tumour-Dice AUC beats random's by more than the seed-to-seed spread, so random stays the default
 DEFAULT_STRATEGY = "random"
 

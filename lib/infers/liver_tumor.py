@@ -10,7 +10,6 @@ it, no specks) -> report volumes and lesions -> paste into the study's shape -> 
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -18,76 +17,23 @@ from typing import Any, Callable, Sequence
 import torch
 from monai.data import MetaTensor
 from monai.inferers import Inferer, SlidingWindowInferer
-from monai.transforms import (
-    Compose,
-    CropForegroundd,
-    EnsureChannelFirstd,
-    EnsureTyped,
-    Invertd,
-    Orientationd,
-    ScaleIntensityRanged,
-    Spacingd,
-    SqueezeDimd,
-)
+from monai.transforms import Compose, Invertd, SqueezeDimd
 from monailabel.interfaces.tasks.infer_v2 import InferType
 from monailabel.tasks.infer.basic_infer import BasicInferTask
 
-from ..configs.settings import Settings
-from ..errors import InvalidInput, ModelUnavailable
+from ..cascade.crop import CropToLiverd, PasteIntoStudyd
+from ..cascade.locate import Locator
+from ..errors import ModelUnavailable
+from ..model.autocast import AutocastInferer, autocast_dtype
 from ..model.checkpoint import load_network, read_card
-from ..model.network import HU_WINDOW, LABELS, build_unet
+from ..model.network import LABELS, build_unet
+from ..scoring.signals import foreground_entropy
+from ..settings import Settings, request_options
 from ..transforms.image_path import RestoreImagePathd, StashImagePathd
 from ..transforms.load import LoadCTd
 from ..transforms.postprocess import LiverTumorPostprocessd, channel_argmax
-from ..transforms.region import CropToLiverd, PasteIntoStudyd
+from ..transforms.preprocess import fitted_roi, preprocessing
 from ..transforms.report import LesionReportd
-from .autocast import AutocastInferer, autocast_dtype
-from .locate import Locator
-
-
-def preprocessing(spacing: Sequence[float], keys: Sequence[str] = ("image",), label_key: str | None = None
-                  ) -> list[Callable]:
-    """The seed's deterministic pre-processing, shared by inference, training and validation."""
-    keys = list(keys)
-    modes = ["bilinear" if k != label_key else "nearest" for k in keys]
-    return [
-        EnsureChannelFirstd(keys=keys),
-        Orientationd(keys=keys, axcodes="RAS"),
-        # float32 resampling: MONAI's default float64 takes a quarter longer here and 1 HU does not need it
-        Spacingd(keys=keys, pixdim=tuple(spacing), mode=modes, dtype=torch.float32),
-        ScaleIntensityRanged(keys="image", a_min=HU_WINDOW[0], a_max=HU_WINDOW[1], b_min=0.0, b_max=1.0, clip=True),
-        CropForegroundd(keys=keys, source_key="image", allow_smaller=True),
-        EnsureTyped(keys=keys),
-    ]
-
-
-def _request_roi(value: Any, default: Sequence[int]) -> tuple[int, int, int]:
-    """A request's roi_size: one size or three, as numbers or as text ("128" or "128,128,96")."""
-    roi = default if value is None else value
-    if isinstance(roi, str):
-        roi = [v for v in roi.replace("[", "").replace("]", "").replace(" ", "").split(",") if v]
-    roi = [roi] * 3 if isinstance(roi, (int, float)) else list(roi)
-    if len(roi) == 1:
-        roi = roi * 3
-    try:
-        sizes = tuple(int(v) for v in roi)
-    except (TypeError, ValueError):
-        sizes = ()
-    if len(sizes) != 3 or min(sizes) < 16:
-        raise InvalidInput(f"roi_size must be three sizes of at least 16 voxels, got {value!r}")
-    return sizes  # type: ignore[return-value]
-
-
-def fitted_roi(shape: Sequence[int], roi: Sequence[int], overlap: float) -> tuple[int, int, int]:
-    """The smallest windows (multiples of 16, at most `roi`) that cover `shape` with as many windows per axis as
-    `roi` needs at this overlap. A 224-voxel liver region takes two 160-voxel windows per axis, 96 voxels of them
-    overlapping; two 128-voxel windows cover it at the same 25% overlap with half the voxels."""
-    out = []
-    for n_voxels, r in zip(shape, roi):
-        count = 1 if n_voxels <= r else 1 + math.ceil((n_voxels - r) / (r * (1 - overlap)))
-        fitted = n_voxels / (1 + (count - 1) * (1 - overlap))
-        out.append(int(min(r, max(16, 16 * math.ceil(fitted / 16)))))
-    return tuple(out)  # type: ignore[return-value]
 
 
 class LiverTumorInfer(BasicInferTask):
@@ -129,10 +75,18 @@ class LiverTumorInfer(BasicInferTask):
     def is_valid(self) -> bool:
         return True  # listed in /info even without weights, which /info then says
 
+    # ---- the request: every option read as --conf reads it, a bad one a 422 before any work
+    def __call__(self, request, callbacks=None):
+        return super().__call__({**request, **self._options(request)}, callbacks)
+
+    def _options(self, data: dict[str, Any] | None) -> dict[str, Any]:
+        """The infer options of a request (or of the data a stage gets), typed; the task's config fills the rest."""
+        return request_options({**self._config, **(data or {})}, "infer", self.settings)
+
     # ---- the stages
     def pre_transforms(self, data=None) -> Sequence[Callable]:
         data = data or {}
-        cascade = _flag(data.get("cascade", True))
+        cascade = self._options(data)["cascade"]
         return [StashImagePathd(), LoadCTd("image", dtype=None, max_mb=self.settings.max_image_mb,
                                            json_key=self.output_json_key),
                 CropToLiverd("image", lambda: self._locator(data) if cascade else "cascade off in the request"),
@@ -140,28 +94,23 @@ class LiverTumorInfer(BasicInferTask):
 
     def inferer(self, data=None) -> Inferer:
         data = data or {}
-        overlap = float(data.get("sw_overlap", self.settings.sw_overlap))
-        batch = int(data.get("sw_batch_size", self.settings.sw_batch_size))
-        if not 0 <= overlap < 1 or batch < 1:
-            raise InvalidInput(f"sw_overlap must be in [0, 1) and sw_batch_size at least 1, got {overlap}, {batch}")
-        device = data.get("device", "cpu")
-        roi = _request_roi(data.get("roi_size"), self.settings.roi_size)
+        options = self._options(data)
+        device, roi, overlap = data.get("device", "cpu"), options["roi_size"], options["sw_overlap"]
         image = data.get(self.input_key)
-        if image is not None and _flag(data.get("fit_windows", True)):
+        if image is not None and options["fit_windows"]:
             roi = fitted_roi(tuple(image.shape[1:]), roi, overlap)
-        inner = SlidingWindowInferer(roi_size=roi, overlap=overlap, sw_batch_size=batch, mode="gaussian",
-                                     sw_device=device, device=device, cache_roi_weight_map=True)
+        inner = SlidingWindowInferer(roi_size=roi, overlap=overlap, sw_batch_size=options["sw_batch_size"],
+                                     mode="gaussian", sw_device=device, device=device, cache_roi_weight_map=True)
         return AutocastInferer(inner, torch.device(device).type, self._dtype(data))
 
     def _dtype(self, data: dict[str, Any]) -> torch.dtype | None:
-        return autocast_dtype(data.get("device", "cpu"), self.settings.amp,
-                              _flag(data.get("cpu_bf16", self.settings.cpu_bf16)))
+        return autocast_dtype(data.get("device", "cpu"), self.settings.amp, self._options(data)["cpu_bf16"])
 
     def run_invert_transforms(self, data: dict[str, Any], pre_transforms, names):
         """Argmax, then undo crop, resampling and orientation with MONAI's Invertd, once, on the label."""
         pred = data[self.output_label_key]
         labels = channel_argmax(torch.as_tensor(pred))
-        if _flag(data.get("uncertainty", False)):
+        if self._options(data)["uncertainty"]:
             data[self.output_json_key] = {**data.get(self.output_json_key, {}),
                                           "uncertainty": foreground_entropy(torch.as_tensor(pred), labels[0])}
         data[self.output_label_key] = MetaTensor(labels, meta=pred.meta) if isinstance(pred, MetaTensor) else labels
@@ -216,18 +165,3 @@ class LiverTumorInfer(BasicInferTask):
         self._locators.clear()
         super().clear_cache()
 
-
-def foreground_entropy(logits: torch.Tensor, labels: torch.Tensor) -> float | None:
-    """The model's uncertainty from the same forward pass: the mean entropy of the class probabilities over the
-    voxels it labels liver or tumour, divided by log(classes) so that 0 is certain and 1 is a coin toss. None when
-    it labels nothing."""
-    foreground = labels > 0
-    if not bool(foreground.any()):
-        return None
-    p = torch.softmax(logits[:, foreground].float(), dim=0)
-    entropy = -(p * torch.log(p.clamp_min(1e-12))).sum(0) / math.log(logits.shape[0])
-    return round(float(entropy.mean()), 4)
-
-
-def _flag(value: Any) -> bool:
-    return value if isinstance(value, bool) else str(value).strip().lower() in ("true", "1", "yes")

@@ -1,1 +1,1 @@
-"""The network and its checkpoints: building, loading, publishing."""
+"""The network, its checkpoints (loading, saving, cards) and mixed precision around it."""

@@ -9,7 +9,6 @@ from monai.networks.nets import UNet
 CHANNELS = (16, 32, 64, 128, 256)
 STRIDES = (2, 2, 2, 2)
 LABELS = {"liver": 1, "tumour": 2}
-HU_WINDOW = (-21.0, 189.0)  # the seed's intensity window, scaled to 0..1: the network's input
 NUM_CLASSES = 3
 
 

@@ -22,8 +22,8 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from .. import distributed
 from ..data.atomic import save_json
-from ..trainers import distributed
 from .report import write_report
 from .sources import Study, discover
 
@@ -42,7 +42,7 @@ class PreannotateConfig:
 
 def _infer_task(cfg: PreannotateConfig):
     from ..configs.liver_tumor import LiverTumor
-    from ..configs.settings import APP_DIR
+    from ..settings import APP_DIR
 
     conf = dict(cfg.conf)
     model_dir = str(APP_DIR / "model")

@@ -9,6 +9,7 @@ import numpy as np
 from monailabel.interfaces.datastore import Datastore, DefaultLabelTag
 from monailabel.interfaces.tasks.scoring import ScoringMethod
 
+from ..metrics.dice import dice
 from ..model.network import LABELS
 
 logger = logging.getLogger(__name__)
@@ -20,8 +21,8 @@ def per_class_change(original: np.ndarray, final: np.ndarray, voxel_ml: float) -
     out: dict = {}
     for name, c in LABELS.items():
         a, b = original == c, final == c
-        denominator = int(a.sum() + b.sum())
-        out[f"{name}_dice"] = 1.0 if denominator == 0 else round(2.0 * float((a & b).sum()) / denominator, 4)
+        agreement = dice(original, final, c)
+        out[f"{name}_dice"] = 1.0 if agreement is None else round(agreement, 4)
         out[f"{name}_added_ml"] = round(float((b & ~a).sum()) * voxel_ml, 3)
         out[f"{name}_removed_ml"] = round(float((a & ~b).sum()) * voxel_ml, 3)
     return out

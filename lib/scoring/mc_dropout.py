@@ -1,5 +1,5 @@
 """Epistemic uncertainty of the model on a study (MC dropout) and its bottleneck embedding, cached per model version
-in the datastore, and network-free image features, cached per study (lib.activelearning.signals says what they
+in the datastore, and network-free image features, cached per study (lib.scoring.signals says what they
 are). Computed at `uncertainty_spacing`, coarser than inference."""
 
 from __future__ import annotations
@@ -15,15 +15,15 @@ from monai.transforms import Compose, LoadImaged
 from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.scoring import ScoringMethod
 
-from ..activelearning.signals import image_features, mc_dropout_signals
-from ..configs.settings import Settings
-from ..infers.liver_tumor import preprocessing
 from ..model.checkpoint import load_network
+from ..settings import Settings
+from ..transforms.preprocess import preprocessing
+from .signals import image_features, mc_dropout_signals
 
 logger = logging.getLogger(__name__)
 INFO_KEY = "mc_dropout"
 FEATURES_KEY = "image_features"
-FEATURES_VERSION = 1  # of lib.activelearning.signals.image_features: a change there must bump it
+FEATURES_VERSION = 1  # of lib.scoring.signals.image_features: a change there must bump it
 
 
 def model_version(path: str | None) -> str | None:

@@ -13,7 +13,7 @@ import torch
 from monai.engines.workflow import Engine, Events
 from torch.optim.swa_utils import AveragedModel
 
-from .distributed import unwrap
+from ..distributed import unwrap
 
 
 class WeightAverage:

@@ -8,7 +8,7 @@ CUDA (fp16 with a gradient scaler, or bf16), bf16 autocast on CPUs that have it.
 reports Dice per class.
 
 One code path for one process, MONAI Label's one process per GPU, and torchrun across machines
-(lib.trainers.distributed): each rank trains on its own shard, validation Dice is gathered, rank 0 alone writes.
+(lib.distributed): each rank trains on its own shard, validation Dice is gathered, rank 0 alone writes.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 from ignite.handlers import EarlyStopping
@@ -42,31 +42,26 @@ from monai.utils import set_determinism
 from monailabel.interfaces.datastore import Datastore
 from monailabel.tasks.train.basic_train import BasicTrainTask, Context
 
-from ..configs.settings import Settings, crop_ratios, parse_bool
+from .. import distributed
 from ..data.decathlon import datalist as decathlon_datalist
 from ..data.study_cache import StudyCache, prune
 from ..errors import InvalidInput
-from ..infers.autocast import AutocastInferer, autocast_dtype, cpu_has_bf16
-from ..infers.liver_tumor import preprocessing
-from ..model.network import HU_WINDOW, LABELS, NUM_CLASSES, build_unet
-from . import distributed, rank_report, resume
+from ..model.autocast import AutocastInferer, autocast_dtype, cpu_has_bf16
+from ..model.network import LABELS, NUM_CLASSES, build_unet
+from ..settings import Settings, crop_ratios, request_options
+from ..transforms.preprocess import HU_WINDOW, preprocessing
+from . import rank_report, resume
 from .averaging import WeightAverage
 from .publish import PublishBest
 from .validation import FittedWindows, SelectClass, Validated
 
 logger = logging.getLogger(__name__)
-CHOICES = ("dataset", "dataloader", "tracking", "amp_dtype")  # config lists whose first item is the default
-FLAGS = ("resume", "cpu_bf16", "amp", "pretrained")
+CHOICES = ("loss", "dataset", "dataloader", "tracking", "amp_dtype")  # config lists whose first item is the default
 
 
-def _flag(value: Any) -> bool:
-    """A request's boolean, as --conf reads them; a 422 for anything else."""
-    if isinstance(value, bool):
-        return value
-    try:
-        return parse_bool(str(value))
-    except ValueError as e:
-        raise InvalidInput(str(e)) from None
+def _choices(chosen: str, others: tuple[str, ...]) -> list[str]:
+    """A config list as MONAI Label shows options to clients: the default first."""
+    return [chosen, *(o for o in others if o != chosen)]
 
 
 class LiverTumorTrain(BasicTrainTask):
@@ -82,7 +77,7 @@ class LiverTumorTrain(BasicTrainTask):
                 "max_epochs": settings.max_epochs,
                 "val_split": settings.val_split,
                 "learning_rate": settings.learning_rate,
-                "loss": ["dice", "dicece"] if settings.loss == "dice" else ["dicece", "dice"],
+                "loss": _choices(settings.loss, ("dicece", "dice")),
                 "crop_size": settings.crop_size,
                 "crops_per_volume": settings.crops_per_volume,
                 "crop_ratios": settings.crop_ratios,
@@ -92,7 +87,7 @@ class LiverTumorTrain(BasicTrainTask):
                 "cache_workers": settings.cache_workers,
                 "weight_average": settings.weight_average,
                 "dataloader": ["ThreadDataLoader", "DataLoader"],
-                "amp_dtype": ["float16", "bfloat16"] if settings.amp_dtype == "float16" else ["bfloat16", "float16"],
+                "amp_dtype": _choices(settings.amp_dtype, ("float16", "bfloat16")),
                 "resume": False,
                 # MLflow (MONAI Label's default when tracking is on) no longer takes a file store: off by default
                 "tracking": ["None", "mlflow"],
@@ -100,6 +95,7 @@ class LiverTumorTrain(BasicTrainTask):
                 "decathlon_dir": settings.decathlon_dir,
                 "val_interval": 1,
                 "seed": -1,
+                "early_stop_patience": 0,  # MONAI Label's -1 means the same, never, and is no patience
             },
             amp=settings.amp,
             publish_path=publish_path,
@@ -108,35 +104,17 @@ class LiverTumorTrain(BasicTrainTask):
         )
 
     # ---- request
+    def options(self, request: dict) -> dict:
+        """Every train option of the request read as --conf reads it (InvalidInput, a 422, naming a bad one), over
+        the task's config (its lists' first items are the defaults)."""
+        config = {k: v[0] if k in CHOICES and isinstance(v, list) else v for k, v in self._config.items()}
+        return request_options({**config, **request}, "train", self.settings)
+
     def __call__(self, request: dict, datastore: Datastore):
-        req = dict(request)
-        for key in (*CHOICES, "loss"):
-            value = req.get(key, self._config.get(key))
-            req[key] = value[0] if isinstance(value, list) else value
-        if req["loss"] not in ("dice", "dicece"):
-            raise InvalidInput(f"loss must be dice or dicece, got {req['loss']!r}")
-        if req["dataset"] not in ("StudyCache", "Dataset"):
-            raise InvalidInput(f"dataset must be StudyCache or Dataset, got {req['dataset']!r}")
-        if req["amp_dtype"] not in ("float16", "bfloat16"):
-            raise InvalidInput(f"amp_dtype must be float16 or bfloat16, got {req['amp_dtype']!r}")
-        for key in FLAGS:
-            if key in req:
-                req[key] = _flag(req[key])
-        try:
-            crop_ratios(str(req.get("crop_ratios") or ""))
-            for key in ("max_epochs", "val_interval", "crop_size", "crops_per_volume", "cache_workers"):
-                if key in req and int(req[key]) < 1:
-                    raise ValueError(f"{key} must be at least 1, got {req[key]}")
-            if float(req.get("cache_mb", 0)) < 0:
-                raise ValueError(f"cache_mb must be 0 or more, got {req['cache_mb']}")
-            if not 0 <= float(req.get("weight_average", 0)) < 1:
-                raise ValueError(f"weight_average must be in [0, 1), got {req['weight_average']}")
-        except ValueError as e:
-            raise InvalidInput(str(e)) from None
-        self._val_interval = int(req.get("val_interval", self._config["val_interval"]))
-        seed = int(req.get("seed", -1))
-        if seed >= 0:
-            set_determinism(seed=seed)
+        req = {**request, **self.options(request)}
+        self._val_interval = req["val_interval"]
+        if req["seed"] >= 0:
+            set_determinism(seed=req["seed"])
         launch = distributed.torchrun_launch()
         if launch is None:
             return super().__call__(req, datastore)
@@ -191,7 +169,7 @@ class LiverTumorTrain(BasicTrainTask):
         if ours and context.request.get("val_ds"):
             train = ours + train
         elif ours:
-            val_split = float(context.request.get("val_split", self.settings.val_split))
+            val_split = context.request["val_split"]
             n_val = max(1, int(round(len(ours) * val_split))) if len(ours) > 1 or not val else 0
             if n_val >= len(ours) and not train:
                 n_val = len(ours) - 1
@@ -220,15 +198,15 @@ class LiverTumorTrain(BasicTrainTask):
         """As MONAI Label's, but DDP also around CPU networks (gloo), which MONAI Label passes device_ids=[None]."""
         context.network = self.network(context).to(context.device)
         optimizer = self.optimizer(context)
-        decay = float(context.request.get("weight_average", self.settings.weight_average))
+        decay = context.request["weight_average"]
         context.average = WeightAverage(context.network, decay) if decay > 0 else None
         return distributed.wrap(context.network, context.device, self._find_unused_parameters), optimizer
 
     def optimizer(self, context: Context):
-        return torch.optim.Adam(context.network.parameters(), lr=float(context.request.get("learning_rate")))
+        return torch.optim.Adam(context.network.parameters(), lr=context.request["learning_rate"])
 
     def loss_function(self, context: Context):
-        if context.request.get("loss") == "dicece":
+        if context.request["loss"] == "dicece":
             return DiceCELoss(to_onehot_y=True, softmax=True)
         return DiceLoss(to_onehot_y=True, softmax=True)
 
@@ -240,14 +218,14 @@ class LiverTumorTrain(BasicTrainTask):
         return self._current_model() if pretrained else None
 
     def _load_checkpoint(self, context: Context, train_handlers: list) -> None:
-        if not context.request.get("resume"):  # a resumed run starts from its own weights (lib.trainers.resume)
+        if not context.request["resume"]:  # a resumed run starts from its own weights (lib.trainers.resume)
             super()._load_checkpoint(context, train_handlers)
 
     # ---- data
     def _crop(self, context: Context):
-        size = (int(context.request.get("crop_size")),) * 3
-        crops = int(context.request.get("crops_per_volume"))
-        ratios = crop_ratios(str(context.request.get("crop_ratios") or ""))
+        size = (context.request["crop_size"],) * 3
+        crops = context.request["crops_per_volume"]
+        ratios = crop_ratios(context.request["crop_ratios"])
         if ratios is None:  # the seed's: centred on foreground (liver or tumour) or background, 1:1
             return RandCropByPosNegLabeld(keys=("image", "label"), label_key="label", spatial_size=size, pos=1, neg=1,
                                           num_samples=crops, image_key="image", image_threshold=0, allow_smaller=True)
@@ -309,8 +287,8 @@ class LiverTumorTrain(BasicTrainTask):
         n_train, n_val = len(context.train_datalist), len(context.val_datalist)
         share = (n_train if is_train else n_val) / max(1, n_train + n_val)
         cache = StudyCache(datalist, deterministic, per_step, signature, self.cache_dir(),
-                           memory_mb=float(context.request.get("cache_mb", self.settings.cache_mb)) * share,
-                           workers=int(context.request.get("cache_workers", self.settings.cache_workers)))
+                           memory_mb=context.request["cache_mb"] * share,
+                           workers=context.request["cache_workers"])
         logger.info("%d - %s: %d studies", context.local_rank, "training" if is_train else "validation", len(datalist))
         return cache.warm(), datalist
 
@@ -326,17 +304,17 @@ class LiverTumorTrain(BasicTrainTask):
         as does bf16 on CPUs that have it."""
         device = context.device
         if device.type == "cuda":
-            bf16 = self._amp_wanted(context) and context.request.get("amp_dtype") == "bfloat16"
+            bf16 = self._amp_wanted(context) and context.request["amp_dtype"] == "bfloat16"
             return "cuda", torch.bfloat16 if bf16 else None
-        return device.type, autocast_dtype(device, False, bool(context.request.get("cpu_bf16", False)))
+        return device.type, autocast_dtype(device, False, context.request["cpu_bf16"])
 
     def _amp_wanted(self, context: Context) -> bool:
-        return bool(context.request.get("amp", self.settings.amp))
+        return context.request["amp"]
 
     def _create_trainer(self, context: Context):
         # the engine's fp16 AMP only when fp16 is what was asked for (bf16 runs in the inferer)
         self._amp = context.device.type == "cuda" and self._amp_wanted(context) \
-            and context.request.get("amp_dtype") == "float16"
+            and context.request["amp_dtype"] == "float16"
         return super()._create_trainer(context)
 
     def train_inferer(self, context: Context):
@@ -361,7 +339,7 @@ class LiverTumorTrain(BasicTrainTask):
         if average is not None:
             average.attach(context.trainer)  # first: it starts from the weights loaded before it
         resumed = None
-        if context.request.get("resume"):
+        if context.request["resume"]:
             state = resume.read(Path(context.output_dir) / resume.FILENAME)
             if state["epoch"] >= context.max_epochs:
                 raise InvalidInput(f"the run to resume has done {state['epoch']} epochs: ask for more than that "
@@ -383,7 +361,7 @@ class LiverTumorTrain(BasicTrainTask):
         rank_report.attach(context.trainer, Path(context.output_dir) / "ranks", context.network, context.device,
                            distributed.shard(context.train_datalist, train=True),
                            distributed.shard(context.val_datalist, train=False), lambda: publisher.writes)
-        patience = int(context.request.get("early_stop_patience", 0))
+        patience = context.request["early_stop_patience"]
         if patience > 0 and context.evaluator is not None:
             context.evaluator.add_event_handler(Events.EPOCH_COMPLETED, EarlyStopping(
                 patience=patience, score_function=stopping_fn_from_metric(self.VAL_METRIC_MEAN_DICE),

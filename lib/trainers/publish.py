@@ -22,9 +22,9 @@ from monai.engines.workflow import Engine, Events
 from monailabel.tasks.train.handler import prepare_stats
 
 from ..data.atomic import save_json
+from ..distributed import unwrap
 from ..model.checkpoint import save_state_dict
 from ..viz.curves import plot_history
-from .distributed import unwrap
 from .steps import EpochSteps
 
 logger = logging.getLogger(__name__)

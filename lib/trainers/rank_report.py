@@ -13,8 +13,8 @@ from typing import Callable, Sequence
 import torch
 from monai.engines.workflow import Engine, Events
 
+from .. import distributed
 from ..data.atomic import save_json
-from . import distributed
 
 
 def parameters_digest(network: torch.nn.Module) -> str:

@@ -11,10 +11,10 @@ from typing import Callable
 import torch
 from monai.engines.workflow import Engine, Events
 
+from .. import distributed
 from ..data.atomic import write_atomic
-from . import distributed
+from ..distributed import unwrap
 from .averaging import WeightAverage
-from .distributed import unwrap
 
 logger = logging.getLogger(__name__)
 FILENAME = "resume.pt"

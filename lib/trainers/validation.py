@@ -9,8 +9,8 @@ import torch
 from monai.handlers import from_engine
 from monai.inferers import Inferer, SlidingWindowInferer
 
-from ..infers.liver_tumor import fitted_roi
-from . import distributed
+from .. import distributed
+from ..transforms.preprocess import fitted_roi
 from .averaging import WeightAverage
 
 

@@ -9,7 +9,7 @@ from monai.data import MetaTensor
 from monai.transforms import LoadImaged, MapTransform
 
 from ..errors import InvalidInput
-from ..validation import check_ct, check_header, ct_warnings
+from ..input_checks import check_ct, check_header, ct_warnings
 
 NIFTI = (".nii", ".nii.gz")
 

@@ -19,7 +19,7 @@ from .common import CliError, existing_dir, output_dir, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..configs.settings import APP_DIR
+    from ..settings import APP_DIR
 
     p = sub.add_parser("train", help="train the liver_tumor model (one process, several GPUs, or under torchrun)")
     p.add_argument("--datastore", type=existing_dir, default=None, help="a datastore folder: its final labels train")
@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--single-process", action="store_true",
                    help="on a machine with several GPUs, use one (MONAI Label's multi-GPU path is the default)")
     p.add_argument("--conf", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
-                   help="an app option, as for the server (README's table): spacing, crop_size, cache_mb, ...")
+                   help="an app option, as for the server (docs/options.md): spacing, crop_size, cache_mb, ...")
     p.set_defaults(run=run_train)
 
 
@@ -96,9 +96,10 @@ def run_train(args: argparse.Namespace) -> None:
 
 def test_on_decathlon(config, task_dir: Path, conf: dict) -> dict:
     """Dice per class of the published model on the split's test cases, with the app's own InferTask."""
-    from ..bench.accuracy import evaluate, mean_dice
     from ..configs.liver_tumor import LiverTumor
     from ..data.decathlon import cases
+    from ..metrics.dice import mean_dice
+    from ..metrics.evaluate import evaluate
 
     best = config.current_model()
     if best is None:

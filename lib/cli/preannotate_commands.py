@@ -1,8 +1,8 @@
 """`liver-tumor preannotate --studies DIR|URL --out DIR`: the model over a folder or a DICOMweb server.
 
 One process per GPU: on a machine with several, the command starts itself again under torchrun with one process
-each (`--processes` to choose); across machines, run it under torchrun on each (README). Each process takes its
-shard of the study list.
+each (`--processes` to choose); across machines, run it under torchrun on each (docs/preannotation.md). Each
+process takes its shard of the study list.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--processes", type=positive_int, default=None,
                    help="processes on this machine, each with its shard (default: one per GPU, or 1)")
     p.add_argument("--conf", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
-                   help="an app option, as for the server (README's table): spacing, roi_size, cpu_bf16, ...")
+                   help="an app option, as for the server (docs/options.md): spacing, roi_size, cpu_bf16, ...")
     p.set_defaults(run=run_preannotate)
 
 
@@ -54,8 +54,8 @@ def run_preannotate(args: argparse.Namespace) -> None:
         raise CliError(f"--model: no such file {args.model}")
     import torch
 
+    from ..distributed import torchrun_launch
     from ..preannotate.runner import PreannotateConfig, run
-    from ..trainers.distributed import torchrun_launch
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device.split(":")[0] not in ("cuda", "cpu"):

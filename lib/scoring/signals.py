@@ -1,12 +1,13 @@
 """What the strategies rank studies by, from a network and a pre-processed image (shared by the app's scoring and
-the label-efficiency benchmark, so that the benchmark measures the app's own strategies).
+the label-efficiency benchmark, so that the benchmark measures the app's own strategies), and the uncertainty that
+/infer reports from its own forward pass.
 
 - uncertainty: MC-dropout predictive entropy inside and within a margin of the predicted liver, each voxel weighted
   by 1 + TUMOUR_WEIGHT x its mean tumour probability, a weighted mean (a big liver does not win by size alone),
   normalised to 0..1 by ln(3);
 - embedding: the network's bottleneck features averaged over the study (for diversity between studies);
 - image features: an intensity histogram of the body and a coarse thumbnail, no network needed (cold start);
-- k-centre greedy selection over either, weighted by uncertainty when there is one.
+- foreground entropy: the mean entropy of one forward pass over the voxels it labels (/infer's `uncertainty`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from monai.inferers import SlidingWindowInferer
 from monai.networks.layers.simplelayers import SkipConnection
 from scipy import ndimage
 
-from ..infers.autocast import AutocastInferer, autocast_dtype
+from ..model.autocast import AutocastInferer, autocast_dtype
 from ..model.network import enable_mc_dropout
 
 MARGIN_MM = 10.0
@@ -93,26 +94,13 @@ def image_features(x: torch.Tensor) -> list[float]:
     return [round(t, 5) for t in torch.cat([F.normalize(hist, dim=0), F.normalize(thumb, dim=0)]).tolist()]
 
 
-def k_centre_greedy(features: np.ndarray, existing: np.ndarray | None, k: int,
-                    weights: np.ndarray | None = None) -> list[tuple[int, float]]:
-    """Pick k rows of features, each time the one that maximises weight x distance to the nearest already chosen
-    (or existing) row: far from what is covered, and informative when weights are uncertainties. Returns
-    (index, distance at pick); with nothing covered yet every distance is 1: the first pick is the heaviest, the
-    most typical one among equals."""
-    n = len(features)
-    weights = np.ones(n) if weights is None else np.asarray(weights, float)
-    nearest = np.full(n, np.inf)
-    if existing is not None and len(existing):
-        nearest = np.min(np.linalg.norm(features[:, None] - existing[None], axis=2), axis=1)
-    picks: list[tuple[int, float]] = []
-    for _ in range(min(k, n)):
-        distance = np.where(np.isinf(nearest), 1.0, nearest / max(float(np.max(nearest[~np.isinf(nearest)],
-                                                                               initial=0.0)), 1e-8))
-        gain = weights * distance
-        if not picks and np.isinf(nearest).all():  # nothing covered yet: among equals, the most typical study
-            gain = gain - 1e-6 * np.linalg.norm(features - features.mean(0), axis=1)
-        gain[[i for i, _ in picks]] = -np.inf
-        best = int(np.argmax(gain))
-        picks.append((best, float(distance[best])))
-        nearest = np.minimum(nearest, np.linalg.norm(features - features[best], axis=1))
-    return picks
+def foreground_entropy(logits: torch.Tensor, labels: torch.Tensor) -> float | None:
+    """The model's uncertainty from the same forward pass: the mean entropy of the class probabilities over the
+    voxels it labels liver or tumour, divided by log(classes) so that 0 is certain and 1 is a coin toss. None when
+    it labels nothing."""
+    foreground = labels > 0
+    if not bool(foreground.any()):
+        return None
+    p = torch.softmax(logits[:, foreground].float(), dim=0)
+    entropy = -(p * torch.log(p.clamp_min(1e-12))).sum(0) / math.log(logits.shape[0])
+    return round(float(entropy.mean()), 4)

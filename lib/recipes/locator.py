@@ -2,10 +2,9 @@
 
     liver-tumor locator-model --work WORKDIR
 
-It is the small 4 mm network that `bench al` trains, with the same training loop, trained longer on more `small`
-phantoms. It is judged by what the cascade needs of it: on held-out `full` phantoms, run exactly as /infer runs it
-(block means of the stored voxels, then 4 mm), the share of the true liver and tumour inside the box it gives,
-and how much of the volume that box is.
+Trained with the compact loop of lib.trainers.in_memory on `small` phantoms. It is judged by what the cascade
+needs of it: on held-out `full` phantoms, run exactly as /infer runs it (block means of the stored voxels, then
+4 mm), the share of the true liver and tumour inside the box it gives, and how much of the volume that box is.
 """
 
 from __future__ import annotations
@@ -18,13 +17,13 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from ..bench.active_learning import ALConfig, evaluate, load_studies, train
-from ..configs.settings import LOCATOR_CHECKPOINT
+from ..cascade.locate import Locator
 from ..data.phantoms.batch import make_phantoms
 from ..data.phantoms.study import study_id, study_paths
-from ..infers.autocast import autocast_dtype
-from ..infers.locate import Locator
+from ..model.autocast import autocast_dtype
 from ..model.checkpoint import save_state_dict
+from ..settings import LOCATOR_CHECKPOINT
+from ..trainers.in_memory import LoopConfig, evaluate, load_studies, train
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +48,7 @@ def coverage(locator: Locator, image: Path, truth: Path) -> dict:
 def make_locator_model(work: Path, out: Path = LOCATOR_CHECKPOINT, jobs: int = 2) -> dict:
     r = RECIPE
     started = time.time()
-    cfg = ALConfig(spacing=r["spacing_mm"], steps=r["steps"], crop=r["crop"], channels=tuple(r["channels"]))
+    cfg = LoopConfig(spacing=r["spacing_mm"], steps=r["steps"], crop=r["crop"], channels=tuple(r["channels"]))
     studies = load_studies(work / "train", r["train_seed"], r["train_small"], "small", r["spacing_mm"])
     test_small = load_studies(work / "heldout-small", r["test_seed"], r["test_small"], "small", r["spacing_mm"])
     net = train(studies, cfg, r["seed"])

@@ -1,5 +1,5 @@
 """Crop a loaded study to the locator's region before the full-resolution stage, and paste the label back into a
-volume of the study's own shape and geometry after it (see lib/infers/locate.py)."""
+volume of the study's own shape and geometry after it (the box comes from lib/cascade/locate.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
-from ..infers.locate import Locator, whole
+from .locate import Locator, whole
 
-CASCADE = "cascade"  # where the region and the full study's geometry travel between the two transforms
+CASCADE = "cascade_region"  # where the region and the full study's geometry travel between the two transforms
 
 
 class CropToLiverd(MapTransform):

@@ -1,10 +1,8 @@
-"""Dice of the app's segmentations against ground truth, through the InferTask exactly as /infer runs it."""
+"""Dice per class, of arrays and of label files, and its mean over cases."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Callable, Iterable
 
 import nibabel as nib
 import numpy as np
@@ -19,6 +17,11 @@ def dice(pred: np.ndarray, truth: np.ndarray, c: int) -> float | None:
     return None if total == 0 else 2.0 * float((a & b).sum()) / total
 
 
+def dice_per_class(pred: np.ndarray, truth: np.ndarray) -> dict[str, float | None]:
+    """{"liver": ..., "tumour": ...}, rounded to 4 places (None where a class is in neither)."""
+    return {name: (None if (v := dice(pred, truth, c)) is None else round(v, 4)) for name, c in LABELS.items()}
+
+
 def compare(label_path: Path, truth_path: Path) -> dict:
     """Per-class Dice of a label file against a ground-truth file; they must share the grid."""
     label, truth = nib.load(str(label_path)), nib.load(str(truth_path))
@@ -29,21 +32,8 @@ def compare(label_path: Path, truth_path: Path) -> dict:
     return {f"{name}_dice": dice(a, b, c) for name, c in LABELS.items()}
 
 
-def evaluate(infer: Callable[[dict], tuple], cases: Iterable[tuple[str, Path, Path]], request: dict | None = None
-             ) -> list[dict]:
-    """Run infer({"image": path, ...}) on each (id, image, truth) and measure Dice and latency."""
-    rows = []
-    for case_id, image, truth in cases:
-        start = time.perf_counter()
-        label_file, result = infer({"image": str(image), **(request or {})})
-        seconds = time.perf_counter() - start
-        rows.append({"id": case_id, **compare(Path(label_file), truth), "seconds": round(seconds, 2),
-                     "latencies": result.get("latencies", {})})
-        Path(label_file).unlink(missing_ok=True)
-    return rows
-
-
 def mean_dice(rows: list[dict]) -> dict:
+    """The mean of each class's `<name>_dice` over the rows where it is defined, and how many those are."""
     out = {}
     for name in LABELS:
         values = [r[f"{name}_dice"] for r in rows if r.get(f"{name}_dice") is not None]

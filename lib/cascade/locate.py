@@ -1,4 +1,4 @@
-"""The coarse stage of the cascade: find the liver at low resolution and crop the study to it, in its own voxels.
+"""The coarse stage of the cascade: find the liver at low resolution, and the box of the study to segment.
 
 A small UNet (the locator) segments the liver on a 4 mm copy of the study. Its bounding box, widened by a margin,
 becomes a box of the *original* voxel grid: the full-resolution stage then resamples, segments and inverts only
@@ -24,9 +24,9 @@ from monai.inferers import SlidingWindowInferer
 from monai.transforms import Orientation, ScaleIntensityRange, Spacing
 from scipy import ndimage
 
-from ..model.network import HU_WINDOW
+from ..model.autocast import AutocastInferer
 from ..transforms.postprocess import FULL_CONNECTIVITY
-from .autocast import AutocastInferer
+from ..transforms.preprocess import HU_WINDOW
 
 
 @dataclass

@@ -17,15 +17,16 @@ from pathlib import Path
 
 import torch
 
-from ..bench.accuracy import evaluate, mean_dice
 from ..configs.liver_tumor import LiverTumor
-from ..configs.settings import DEMO_CHECKPOINT
 from ..data.atomic import copy_file
 from ..data.phantoms.batch import make_phantoms
 from ..data.phantoms.study import study_id, study_paths
 from ..data.sample_datastore import final_label_path
 from ..datastore import CheckedLocalDatastore
+from ..metrics.dice import mean_dice
+from ..metrics.evaluate import evaluate
 from ..model.checkpoint import load_network, save_state_dict
+from ..settings import DEMO_CHECKPOINT
 
 logger = logging.getLogger(__name__)
 

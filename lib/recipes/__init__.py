@@ -1,0 +1,1 @@
+"""The recipes that make the shipped checkpoints (`liver-tumor demo-model`, `liver-tumor locator-model`)."""

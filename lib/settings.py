@@ -1,0 +1,345 @@
+"""Every option the app reads, typed, with its default and meaning, and the one reading of each.
+
+An option comes as `--conf KEY VALUE` (a string, when MONAI Label starts the app) or in a request's JSON (a
+string, number, list or boolean). Both go through `read`: the same parsing, the same checks and the same words
+when a value is refused, `--conf roi_size 100` at start as `{"roi_size": 100}` in an /infer request (there a 422).
+`Settings` holds the --conf options, parsed once into one frozen object; `REQUEST_ONLY` the options only a request
+sets. `docs/options.md` is generated from this file (`documentation`), and a test holds the two together.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+from .errors import InvalidInput
+
+APP_DIR = Path(__file__).resolve().parents[1] / "apps" / "liver_tumor"
+DEMO_CHECKPOINT = APP_DIR / "pretrained" / "liver_tumor_phantoms.pt"
+LOCATOR_CHECKPOINT = APP_DIR / "pretrained" / "liver_locator.pt"
+
+Check = Callable[[Any], "str | None"]  # what a parsed value must be, when it is not; None when it is fine
+
+
+class OptionError(ValueError):
+    """A value an option cannot take; the message names the option and says what it can take."""
+
+
+# ---- checks
+def at_least(minimum: float) -> Check:
+    return lambda v: None if _each(v, lambda x: x >= minimum) else f"must be at least {minimum}"
+
+
+def between(low: float, high: float) -> Check:
+    return lambda v: None if low <= v <= high else f"must be between {low} and {high}"
+
+
+def positive(v: Any) -> str | None:
+    return None if _each(v, lambda x: x > 0) else "must be positive"
+
+
+def not_negative(v: Any) -> str | None:
+    return None if _each(v, lambda x: x >= 0) else "must be 0 or more"
+
+
+def fraction(v: float) -> str | None:
+    return None if 0 <= v < 1 else "must be in [0, 1)"
+
+
+def open_fraction(v: float) -> str | None:
+    return None if 0 < v < 1 else "must be in (0, 1)"
+
+
+def multiples_of_16(v: tuple[int, ...]) -> str | None:
+    return None if _each(v, lambda x: x >= 16 and x % 16 == 0) else "must be multiples of 16"
+
+
+def one_of(*choices: str) -> Check:
+    return lambda v: None if v in choices else f"must be {' or '.join(choices)}"
+
+
+def ratios(v: str) -> str | None:
+    try:
+        crop_ratios(v)
+    except ValueError:
+        return "must be empty or three non-negative numbers with a positive sum"
+    return None
+
+
+def _each(v: Any, ok: Callable[[Any], bool]) -> bool:
+    return all(ok(x) for x in v) if isinstance(v, tuple) else ok(v)
+
+
+def _option(help: str, check: Check | None = None, request: Iterable[str] = ()) -> dict:
+    """A dataclass field's metadata: its meaning, its check, and the requests that may set it."""
+    return {"help": help, "check": check, "request": tuple(request)}
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- model
+    pretrained_path: str = field(default=str(DEMO_CHECKPOINT), metadata=_option(
+        "checkpoint to start from: a state dict, one nested under 'model', or TorchScript (Clara, MONAI bundle); "
+        "'none' for no pretrained model. Default: the demo checkpoint, trained on synthetic phantoms only"))
+    spacing: tuple[float, float, float] = field(default=(1.0, 1.0, 1.0), metadata=_option(
+        "working voxel spacing in mm; when not given, the one on the model's card (1.0 for the demo)", positive))
+    dropout: float = field(default=0.2, metadata=_option(
+        "dropout of the UNet (used for MC-dropout uncertainty)", fraction))
+    # --- input
+    max_image_mb: float = field(default=4096.0, metadata=_option(
+        "largest image accepted, in MB of voxels (uncompressed); a NIfTI file's header is checked before anything "
+        "is read", positive))
+    # --- inference
+    roi_size: tuple[int, int, int] = field(default=(160, 160, 160), metadata=_option(
+        "largest sliding-window size in voxels; windows shrink to the smallest that cover the region with as many "
+        "windows per axis (fit_windows false keeps them at this size)", multiples_of_16, ["infer"]))
+    sw_overlap: float = field(default=0.25, metadata=_option("sliding-window overlap", fraction, ["infer"]))
+    sw_batch_size: int = field(default=1, metadata=_option("windows per forward pass", at_least(1), ["infer"]))
+    amp: bool = field(default=True, metadata=_option("mixed precision on CUDA (inference and training)",
+                                                      request=["train"]))
+    cpu_bf16: bool = field(default=True, metadata=_option(
+        "bfloat16 autocast on CPUs with AVX-512 BF16 or AMX (ignored on others)", request=["infer", "train"]))
+    channels_last: bool = field(default=True, metadata=_option(
+        "channels-last 3D memory layout for the network at inference (training does not use it: its backward pass "
+        "gave NaN gradients here)"))
+    locator_path: str = field(default=str(LOCATOR_CHECKPOINT), metadata=_option(
+        "the small 4 mm UNet that finds the liver first, so that full resolution runs only around it; 'none': the "
+        "whole volume at full resolution (per request: cascade)"))
+    locator_margin_mm: float = field(default=25.0, metadata=_option(
+        "the liver's box from the locator is widened by this much on every side", not_negative))
+    tumour_margin_mm: float = field(default=5.0, metadata=_option(
+        "tumour is kept only within this distance of the liver", not_negative))
+    min_tumour_ml: float = field(default=0.02, metadata=_option(
+        "tumour components smaller than this are removed", not_negative))
+    # --- training (defaults of a train request; each can be overridden per request)
+    max_epochs: int = field(default=50, metadata=_option("epochs per training run", at_least(1), ["train"]))
+    crop_size: int = field(default=96, metadata=_option(
+        "edge of the random training crops (voxels)", at_least(1), ["train"]))
+    crops_per_volume: int = field(default=4, metadata=_option(
+        "random crops drawn from each volume per step", at_least(1), ["train"]))
+    crop_ratios: str = field(default="", metadata=_option(
+        "empty: crops centred on foreground or background 1:1 (the seed's); or background,liver,tumour ratios such "
+        "as 1,1,2 to centre more crops on tumour", ratios, ["train"]))
+    learning_rate: float = field(default=5e-4, metadata=_option("Adam learning rate", positive, ["train"]))
+    loss: str = field(default="dicece", metadata=_option(
+        "dicece (Dice plus cross-entropy; reached liver Dice 0.90 in 99 s against 426 s for Dice alone in `bench "
+        "train`) or dice (the seed's)", one_of("dice", "dicece"), ["train"]))
+    val_split: float = field(default=0.2, metadata=_option(
+        "fraction of the labelled studies held out to validate", open_fraction, ["train"]))
+    decathlon_dir: str = field(default="", metadata=_option(
+        "a Task03_Liver folder added to the data: its split's 91 training cases train, its 26 validation cases "
+        "validate, its 14 test cases are never used (empty: none)", request=["train"]))
+    cache_mb: float = field(default=4096.0, metadata=_option(
+        "memory for pre-processed studies during training (MB); the rest are read back from the disk cache in the "
+        "model folder, which persists between runs", not_negative, ["train"]))
+    cache_workers: int = field(default=2, metadata=_option(
+        "threads that pre-process studies into the cache", at_least(1), ["train"]))
+    amp_dtype: str = field(default="float16", metadata=_option(
+        "CUDA mixed precision: float16 (with a gradient scaler) or bfloat16", one_of("float16", "bfloat16"),
+        ["train"]))
+    weight_average: float = field(default=0.99, metadata=_option(
+        "decay of the moving average of the weights that is validated and published (0: the last step's "
+        "weights)", fraction, ["train"]))
+    retrain_every: int = field(default=0, metadata=_option(
+        "start a training run after every N new final labels (0: never); never two runs at once", not_negative))
+    # --- active learning
+    mc_samples: int = field(default=5, metadata=_option(
+        "MC-dropout passes per study for the uncertainty strategy", at_least(1)))
+    uncertainty_spacing: tuple[float, float, float] = field(default=(2.0, 2.0, 2.0), metadata=_option(
+        "voxel spacing (mm) at which uncertainty is computed; coarser is cheaper", positive))
+    serve_window_s: float = field(default=1800.0, metadata=_option(
+        "a study served to one client is not offered to another for this many seconds (0: no window)",
+        not_negative))
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            _check(f.name, getattr(self, f.name))
+
+    @classmethod
+    def from_conf(cls, conf: Mapping[str, str] | None) -> "Settings":
+        """Parse MONAI Label's --conf strings; keys this app does not read are left to MONAI Label."""
+        values: dict[str, Any] = {}
+        try:
+            for f in dataclasses.fields(cls):
+                if f.name in (conf or {}) and conf[f.name] is not None:  # type: ignore[index]
+                    values[f.name] = read(f.name, str(conf[f.name]))  # type: ignore[index]
+            return cls(**values)
+        except OptionError as e:
+            raise OptionError(f"--conf {e}") from None
+
+    @property
+    def pretrained(self) -> Path | None:
+        return None if self.pretrained_path.lower() in ("", "none") else Path(self.pretrained_path)
+
+    @property
+    def locator(self) -> Path | None:
+        return None if self.locator_path.lower() in ("", "none") else Path(self.locator_path)
+
+
+@dataclass(frozen=True)
+class RequestOption:
+    """An option that only a request sets (its default is a fixed value, or the --conf option it derives from)."""
+
+    name: str
+    default: Any
+    help: str
+    request: tuple[str, ...]
+    check: Check | None = None
+
+
+REQUEST_ONLY = (
+    RequestOption("cascade", True, "find the liver with the locator first (default: true when there is a "
+                  "locator, `locator_path`)", ("infer",)),
+    RequestOption("fit_windows", True, "shrink the sliding windows to the region (false: `roi_size` windows)",
+                  ("infer",)),
+    RequestOption("uncertainty", False, "also report the model's mean entropy over the voxels it labels (0 to 1)",
+                  ("infer",)),
+    RequestOption("pretrained", True, "start from the model in use (false: from scratch)", ("train",)),
+    RequestOption("resume", False, "go on with the run that was stopped or killed", ("train",)),
+    RequestOption("seed", -1, "random seed of the run (-1: none)", ("train",), at_least(-1)),
+    RequestOption("val_interval", 1, "validate every N epochs", ("train",), at_least(1)),
+    RequestOption("early_stop_patience", 0, "stop after N validations without a better Dice (0: never)",
+                  ("train",), not_negative),
+    RequestOption("dataset", "StudyCache", "StudyCache (pre-processed once, kept between runs) or Dataset (no "
+                  "cache)", ("train",), one_of("StudyCache", "Dataset")),
+    RequestOption("dataloader", "ThreadDataLoader", "ThreadDataLoader or DataLoader", ("train",),
+                  one_of("ThreadDataLoader", "DataLoader")),
+    RequestOption("tracking", "None", "None or mlflow (MONAI Label's experiment tracking)", ("train",),
+                  one_of("None", "mlflow")),
+    RequestOption("multi_gpu", True, "one process per GPU when there are several (MONAI Label's own path)",
+                  ("train",)),
+    RequestOption("count", 1, "how many studies to offer", ("activelearning",), between(1, 100)),
+)
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+_REQUEST_ONLY = {o.name: o for o in REQUEST_ONLY}
+
+
+# ---- reading
+def read(name: str, value: Any) -> Any:
+    """`value` for option `name` (a --conf string or a request's JSON value) as the option's type, checked.
+    OptionError naming the option when it cannot be read or is not allowed."""
+    default = _FIELDS[name].default if name in _FIELDS else _REQUEST_ONLY[name].default
+    typed = _as_type(name, value, default)
+    _check(name, typed, value)
+    return typed
+
+
+def request_options(request: Mapping[str, Any], scope: str, settings: Settings) -> dict[str, Any]:
+    """Every option a `scope` request (infer, train or activelearning) may set, read from the request as --conf
+    reads it, else its default (the --conf value for a --conf option). InvalidInput (422) naming the option for a
+    bad value."""
+    out: dict[str, Any] = {}
+    names = [n for n, f in _FIELDS.items() if scope in f.metadata["request"]]
+    names += [o.name for o in REQUEST_ONLY if scope in o.request]
+    for name in names:
+        if request.get(name) is None:
+            out[name] = getattr(settings, name) if name in _FIELDS else _REQUEST_ONLY[name].default
+            continue
+        try:
+            out[name] = read(name, request[name])
+        except OptionError as e:
+            raise InvalidInput(str(e)) from None
+    return out
+
+
+def crop_ratios(text: str) -> tuple[float, float, float] | None:
+    """'' -> None (the seed's foreground/background crops); '1,1,2' -> (1.0, 1.0, 2.0). ValueError unless three
+    non-negative numbers with a positive sum."""
+    if not text:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or not min(values) >= 0 or not sum(values) > 0:
+        raise ValueError(f"crop_ratios must be three non-negative numbers, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+def parse_bool(text: str) -> bool:
+    """true/false, 1/0, yes/no in any case; ValueError for anything else."""
+    low = text.strip().lower()
+    if low not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError(f"expected true or false, got {text!r}")
+    return low in ("true", "1", "yes")
+
+
+def _as_type(name: str, value: Any, default: Any) -> Any:
+    kind = _kind(default)
+    try:
+        if isinstance(default, tuple):
+            items = value
+            if isinstance(value, str):
+                items = [p for p in value.replace("[", "").replace("]", "").replace(" ", "").split(",") if p]
+            elif not isinstance(value, (list, tuple)):
+                items = [value]
+            items = list(items) * len(default) if len(items) == 1 else list(items)
+            if len(items) != len(default):
+                raise ValueError
+            return tuple(_scalar(v, default[0]) for v in items)
+        return _scalar(value, default)
+    except (TypeError, ValueError):
+        raise OptionError(f"{name} must be {kind}, got {value!r}") from None
+
+
+def _scalar(value: Any, default: Any) -> Any:
+    """One value as the type of `default`; ValueError when it is not one."""
+    if isinstance(default, bool):
+        return value if isinstance(value, bool) else parse_bool(str(value))
+    if isinstance(value, bool):  # JSON true is no number
+        raise ValueError
+    if isinstance(default, int):
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, (int, str)):
+            return int(value)
+        raise ValueError
+    if isinstance(default, float):
+        if isinstance(value, (int, float, str)):
+            return float(value)
+        raise ValueError
+    if not isinstance(value, str):
+        raise ValueError
+    return value
+
+
+def _kind(default: Any) -> str:
+    if isinstance(default, tuple):
+        return f"{len(default)} {_kind(default[0]).removeprefix('a ')}s (or one for all)"
+    if isinstance(default, bool):
+        return "true or false"
+    if isinstance(default, int):
+        return "a whole number"
+    if isinstance(default, float):
+        return "a number"
+    return "text"
+
+
+def _check(name: str, typed: Any, given: Any = None) -> None:
+    check = _FIELDS[name].metadata["check"] if name in _FIELDS else _REQUEST_ONLY[name].check
+    problem = check(typed) if check else None
+    if problem:
+        raise OptionError(f"{name} {problem}, got {(typed if given is None else given)!r}")
+
+
+# ---- documentation
+def documentation() -> tuple[list[tuple[str, str, str, str]], list[tuple[str, str, str, str]]]:
+    """Rows (option, default, per request, meaning) of the --conf options and of the request-only ones."""
+    conf = []
+    for f in dataclasses.fields(Settings):
+        default = {"pretrained_path": "the demo checkpoint", "locator_path": "the shipped locator"}.get(
+            f.name, _shown(f.default))
+        conf.append((f.name, default, ", ".join(f.metadata["request"]), f.metadata["help"]))
+    request = [(o.name, _shown(o.default), ", ".join(o.request), o.help) for o in REQUEST_ONLY]
+    return conf, request
+
+
+def _shown(default: Any) -> str:
+    if isinstance(default, tuple):
+        return ",".join(str(v) for v in default)
+    if isinstance(default, bool):
+        return str(default).lower()
+    return "(empty)" if default == "" else str(default)
