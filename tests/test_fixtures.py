@@ -13,6 +13,7 @@ import nibabel as nib
 import nrrd
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from lib.data.fixtures import LITS_MEMBERS, LITS_REQUIREMENT, LITS_WHEEL, lits_fixture, shared_fixtures
 from lib.data.phantoms.study import plan
@@ -52,7 +53,7 @@ def test_lits_round_trip_through_a_local_index(tmp_path):
     img, lab = nib.load(out / "lits_117.nii.gz"), nib.load(out / "truth" / "lits_117.nii.gz")
     assert np.array_equal(np.asanyarray(img.dataobj), image)
     assert np.array_equal(np.asanyarray(lab.dataobj), label)
-    assert np.allclose(img.affine, lab.affine) and nib.aff2axcodes(img.affine) == ("I", "P", "R")
+    assert np.allclose(img.affine, lab.affine) and nib.aff2axcodes(img.affine) == ("L", "P", "S")
     assert img.header.get_zooms() == (1.5, 1.5, 1.5)
     shutil.rmtree(wheel.parent)
     again = run_cli("fixtures", "--out", out, "--cache", tmp_path / "cache", "--find-links", wheel.parent,
@@ -95,6 +96,25 @@ def test_real_lits_case_117(real_lits_wheel):
     # the phantoms' portal venous liver and hypovascular tumours cover what this real case shows
     lo, hi = HU_RANGES[Tissue.LIVER][2]
     assert lo <= liver <= hi
+
+
+def test_real_lits_case_117_lies_in_patient_coordinates_as_anatomy_has_it(real_lits_wheel):
+    """In RAS world coordinates: the spine is behind the liver and to its left (the liver lies right of the
+    midline), and the vertebral column runs from head to foot. (Read as inferior, posterior, right, the case had
+    its column running from side to side.)"""
+    f = lits_fixture(real_lits_wheel)
+    image, label = np.asanyarray(f.image.dataobj), np.asanyarray(f.label.dataobj)
+
+    def world(mask: np.ndarray) -> np.ndarray:  # (3, voxels) in RAS millimetres
+        return (f.image.affine @ np.c_[np.argwhere(mask), np.ones(int(mask.sum()))].T)[:3]
+
+    components, _ = ndimage.label(image > 400)
+    spine = world(components == np.argmax(np.bincount(components.ravel())[1:]) + 1)  # the vertebrae and ribs
+    liver = world(label > 0).mean(1)
+    assert spine.mean(1)[1] < liver[1] - 40  # posterior: y grows towards the front
+    assert spine.mean(1)[0] < liver[0] - 40  # the liver is to the patient's right of the spine: x grows to the right
+    extent = spine.max(1) - spine.min(1)
+    assert extent[2] > 1.2 * max(extent[0], extent[1])  # the column runs along z, head to foot
 
 
 def test_shared_real_studies(shared_data, tmp_path):

@@ -23,8 +23,10 @@ LITS_MEMBERS = ("liver_ct_segmentation_package/data/img_117.mrc", "liver_ct_segm
 # The MRC files carry no spacing. The crop is resized to the liver's bounding box; 1.5 mm isotropic puts that
 # liver at about 2.1 L with its tumours, in line with LiTS livers carrying many tumours. A nominal value only.
 LITS_SPACING_MM = 1.5
-# Axes of the MRC arrays, read off the anatomy (axial, coronal and sagittal views): inferior, posterior, right.
-LITS_AXES = ("I", "P", "R")
+# Axes of the MRC arrays, read off the anatomy: left, posterior, superior (the usual LiTS layout). Slices across
+# the last axis are axial, with the spine behind the liver towards the midline and the lung bases in the top ones;
+# tests/test_fixtures.py checks this in patient coordinates.
+LITS_AXES = ("L", "P", "S")
 
 SHARED_ENV = "LIVER_TUMOR_SHARED_DATA"
 
