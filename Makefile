@@ -19,7 +19,10 @@ $(STAMP): requirements.txt pyproject.toml
 install: $(STAMP)
 
 # The monailabel launcher runs whatever `python` comes first on PATH: put the venv's first.
+# pyliverlesionseg's networks are converted from its PyPI wheel the first time; without the index the server starts
+# without that model (and says so in /info).
 serve: $(STAMP)
+	-$(BIN)/liver-tumor pyliverlesionseg-model --if-missing
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/monailabel start_server --app apps/liver_tumor --studies sample-data \
 		--host $(HOST) --port $(PORT)
 

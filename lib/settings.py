@@ -19,6 +19,7 @@ from .errors import InvalidInput
 APP_DIR = Path(__file__).resolve().parents[1] / "apps" / "liver_tumor"
 DEMO_CHECKPOINT = APP_DIR / "pretrained" / "liver_tumor_phantoms.pt"
 LOCATOR_CHECKPOINT = APP_DIR / "pretrained" / "liver_locator.pt"
+PYLIVERLESIONSEG_WEIGHTS = APP_DIR / "pretrained" / "pyliverlesionseg.pt"  # converted on first use, not committed
 
 Check = Callable[[Any], "str | None"]  # what a parsed value must be, when it is not; None when it is fine
 
@@ -58,6 +59,13 @@ def multiples_of_16(v: tuple[int, ...]) -> str | None:
 
 def one_of(*choices: str) -> Check:
     return lambda v: None if v in choices else f"must be {' or '.join(choices)}"
+
+
+def lesion_windows(v: tuple[int, ...]) -> str | None:
+    """The outputs pyliverlesionseg's lesion network can give (valid convolutions, 3 poolings by 2, (3, 3, 1) and
+    (3, 3, 3) kernels): 4 + 8k voxels across, 2 + 8k along z."""
+    ok = v[0] % 8 == 4 and v[1] % 8 == 4 and v[2] % 8 == 2
+    return None if ok else "must be 4, 12, 20, ... (4 + 8k) for the first two and 2, 10, 18, ... (2 + 8k) for z"
 
 
 def ratios(v: str) -> str | None:
@@ -113,6 +121,13 @@ class Settings:
         "tumour is kept only within this distance of the liver", not_negative))
     min_tumour_ml: float = field(default=0.02, metadata=_option(
         "tumour components smaller than this are removed", not_negative))
+    pyliverlesionseg_path: str = field(default=str(PYLIVERLESIONSEG_WEIGHTS), metadata=_option(
+        "pyliverlesionseg's liver and lesion networks (trained on patients' CT), converted from its PyPI wheel by "
+        "`liver-tumor pyliverlesionseg-model`, which make serve runs when the file is missing; 'none': no "
+        "pyliverlesionseg model"))
+    lesion_window: tuple[int, int, int] = field(default=(100, 100, 42), metadata=_option(
+        "voxels of each output window of pyliverlesionseg's lesion network (1 x 1 x 3 mm), spread evenly over the "
+        "liver (the package's own: 92,84,42, 3 times as many windows)", lesion_windows, ["infer"]))
     # --- training (defaults of a train request; each can be overridden per request)
     max_epochs: int = field(default=50, metadata=_option("epochs per training run", at_least(1), ["train"]))
     crop_size: int = field(default=96, metadata=_option(
@@ -176,6 +191,10 @@ class Settings:
     @property
     def locator(self) -> Path | None:
         return None if self.locator_path.lower() in ("", "none") else Path(self.locator_path)
+
+    @property
+    def pyliverlesionseg(self) -> Path | None:
+        return None if self.pyliverlesionseg_path.lower() in ("", "none") else Path(self.pyliverlesionseg_path)
 
 
 @dataclass(frozen=True)
@@ -330,7 +349,8 @@ def documentation() -> tuple[list[tuple[str, str, str, str]], list[tuple[str, st
     """Rows (option, default, per request, meaning) of the --conf options and of the request-only ones."""
     conf = []
     for f in dataclasses.fields(Settings):
-        default = {"pretrained_path": "the demo checkpoint", "locator_path": "the shipped locator"}.get(
+        default = {"pretrained_path": "the demo checkpoint", "locator_path": "the shipped locator",
+                   "pyliverlesionseg_path": "pretrained/pyliverlesionseg.pt"}.get(
             f.name, _shown(f.default))
         conf.append((f.name, default, ", ".join(f.metadata["request"]), f.metadata["help"]))
     request = [(o.name, _shown(o.default), ", ".join(o.request), o.help) for o in REQUEST_ONLY]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from lib.metrics.lesions import max_diameter_mm
 from lib.transforms.postprocess import clean_label
-from lib.transforms.report import lesion_report, max_diameter_mm
+from lib.transforms.report import lesion_report
 
 
 def test_one_liver_tumour_near_it_no_specks():

@@ -29,6 +29,7 @@ from lib.dicom.datastore import SegDICOMWebDatastore
 from lib.dicom.dicomweb import dicomweb_client
 from lib.errors import NotFound
 from lib.infers.batch import BatchInfer
+from lib.settings import Settings
 from lib.trainers.retrain import RetrainTrigger
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ def _training_busy() -> bool:
 class LiverTumorApp(MONAILabelApp):
     def __init__(self, app_dir: str, studies: str, conf: dict[str, str]):
         server_fixes.check_version()  # another MONAI Label release: refuse to start, naming both
+        self.settings = Settings.from_conf(conf)  # a bad --conf value stops the start here, named
         self.model_dir = os.path.join(app_dir, "model")
         self.models: dict[str, TaskConfig] = {}
         self._picking = threading.Lock()
@@ -69,8 +71,7 @@ class LiverTumorApp(MONAILabelApp):
             description="3D UNet segmenting the liver and liver tumours in abdominal CT, with active learning",
             version=monailabel.__version__,
         )
-        every = next(iter(self.models.values())).settings.retrain_every
-        self.retrain = RetrainTrigger(every, os.path.join(self.model_dir, "retrain.json"),
+        self.retrain = RetrainTrigger(self.settings.retrain_every, os.path.join(self.model_dir, "retrain.json"),
                                       count_final=lambda: len(self.datastore().get_labeled_images()),
                                       busy=_training_busy, start=self._start_training)
 
@@ -91,7 +92,7 @@ class LiverTumorApp(MONAILabelApp):
             extensions=monailabel_settings.MONAI_LABEL_DATASTORE_FILE_EXT,
             auto_reload=monailabel_settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
             read_only=monailabel_settings.MONAI_LABEL_DATASTORE_READ_ONLY,
-            max_image_mb=next(iter(self.models.values())).settings.max_image_mb,
+            max_image_mb=self.settings.max_image_mb,
         )
 
     def _init_dicomweb_datastore(self) -> Datastore:
@@ -106,10 +107,10 @@ class LiverTumorApp(MONAILabelApp):
                                     convert_to_nifti=s.MONAI_LABEL_DICOMWEB_CONVERT_TO_NIFTI)
 
     def init_infers(self):
-        return {name: config.infer() for name, config in self.models.items()}
+        return {name: task for name, config in self.models.items() if (task := config.infer()) is not None}
 
     def init_trainers(self):
-        return {name: config.trainer() for name, config in self.models.items()}
+        return {name: task for name, config in self.models.items() if (task := config.trainer()) is not None}
 
     def init_batch_infer(self):
         return BatchInfer()
@@ -118,7 +119,7 @@ class LiverTumorApp(MONAILabelApp):
         strategies = {}
         for config in self.models.values():
             strategies.update(config.strategy() or {})
-        window = next(iter(self.models.values())).settings.serve_window_s
+        window = self.settings.serve_window_s
         strategies.update({"random": Random(window), "first": First(window)})
         # the default first: 3D Slicer offers the first one listed
         return {DEFAULT_STRATEGY: strategies.pop(DEFAULT_STRATEGY), **strategies}

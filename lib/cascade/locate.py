@@ -79,9 +79,13 @@ class Locator:
     """The locator network and how it is run: `locate(volume, affine)` gives the Region to segment."""
 
     def __init__(self, network: torch.nn.Module, spacing_mm: float, margin_mm: float, min_liver_ml: float,
-                 device: str = "cpu", dtype: torch.dtype | None = None) -> None:
+                 device: str = "cpu", dtype: torch.dtype | None = None,
+                 extent_mm: tuple[float, float, float] | None = None) -> None:
+        """extent_mm: instead of the liver's box widened by the margin, a box of this size (along the patient's
+        right-left, front-back and head-foot axes) centred on the liver, for a network that takes a window of
+        fixed size; it is cut too where the liver touches the border of the scan."""
         self.network, self.spacing_mm, self.margin_mm = network.eval(), spacing_mm, margin_mm
-        self.min_liver_ml, self.device = min_liver_ml, device
+        self.min_liver_ml, self.device, self.extent_mm = min_liver_ml, device, extent_mm
         self.inferer = AutocastInferer(SlidingWindowInferer(roi_size=(128, 128, 128), overlap=0.25, sw_batch_size=1,
                                                             mode="gaussian"), torch.device(device).type, dtype)
 
@@ -113,6 +117,10 @@ class Locator:
         box = ndimage.find_objects((components == int(sizes.argmax()) + 1).astype(np.uint8))[0]
         lo, hi = np.array([s.start for s in box]), np.array([s.stop - 1 for s in box])
         grid = np.asarray(components.shape)
+        if self.extent_mm is not None:
+            start, stop = self._extent_box(lo, hi, np.asarray(mask.affine, float), affine, shape)
+            return Region(start, stop, True, f"liver found: {' x '.join(f'{v:g}' for v in self.extent_mm)} mm "
+                          "around it", liver_ml, time.perf_counter() - started)
         # the locator's grid covers the scan; a liver within a voxel of its edge may go on outside the scan
         if (lo <= 1).any() or (hi >= grid - 2).any():
             return whole(shape, "the liver touches the border of the scan", liver_ml=liver_ml,
@@ -130,4 +138,16 @@ class Locator:
         margin = self.margin_mm / spacing
         start = np.maximum(0, np.floor(ijk.min(1) - margin)).astype(int)
         stop = np.minimum(np.asarray(shape[:3]), np.ceil(ijk.max(1) + margin) + 1).astype(int)
+        return tuple(int(v) for v in start), tuple(int(v) for v in stop)
+
+    def _extent_box(self, lo: np.ndarray, hi: np.ndarray, coarse_affine: np.ndarray, affine: np.ndarray,
+                    shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The original voxels whose centres lie within extent_mm around the coarse box's centre, clipped."""
+        centre = coarse_affine @ np.append((lo + hi) / 2.0, 1.0)
+        half = np.asarray(self.extent_mm, float) / 2.0
+        corners = np.array([[centre[0] + a, centre[1] + b, centre[2] + c, 1.0]
+                            for a in (-half[0], half[0]) for b in (-half[1], half[1]) for c in (-half[2], half[2])])
+        ijk = (np.linalg.inv(affine) @ corners.T)[:3]
+        start = np.maximum(0, np.ceil(ijk.min(1) - 1e-6)).astype(int)
+        stop = np.minimum(np.asarray(shape[:3]), np.floor(ijk.max(1) + 1e-6) + 1).astype(int)
         return tuple(int(v) for v in start), tuple(int(v) for v in stop)

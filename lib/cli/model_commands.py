@@ -1,4 +1,4 @@
-"""Subcommands about models: the demo checkpoint and the locator."""
+"""Subcommands about models: the demo checkpoint, the locator, and pyliverlesionseg's converted weights."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import json
 import logging
 from pathlib import Path
 
-from .common import output_dir, positive_int
+from .common import CliError, output_dir, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..settings import DEMO_CHECKPOINT, LOCATOR_CHECKPOINT
+    from ..settings import DEMO_CHECKPOINT, LOCATOR_CHECKPOINT, PYLIVERLESIONSEG_WEIGHTS
 
     p = sub.add_parser("demo-model", help="train the demo checkpoint on synthetic phantoms (CPU: about 1.5 h)")
     p.add_argument("--work", type=output_dir, required=True, help="folder for the phantoms and the training run")
@@ -29,6 +29,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--jobs", type=positive_int, default=2, help="phantoms made in parallel")
     p.set_defaults(run=run_locator_model)
 
+    p = sub.add_parser("pyliverlesionseg-model",
+                       help="fetch pyliverlesionseg 0.3 from PyPI, check it, convert its networks (about 1 min)")
+    p.add_argument("--out", type=Path, default=PYLIVERLESIONSEG_WEIGHTS,
+                   help=f"weights to write, with a card beside them (default {PYLIVERLESIONSEG_WEIGHTS})")
+    p.add_argument("--cache", type=Path, default=None, help="where the wheel is kept (default ~/.cache/liver-tumor)")
+    p.add_argument("--find-links", default=None, help="a folder holding the wheel, instead of the package index")
+    p.add_argument("--evaluate", action="store_true",
+                   help="also measure it on LiTS case 117 and the shared real CT, and put the numbers on the card")
+    p.add_argument("--if-missing", action="store_true", help="do nothing when --out exists (make serve)")
+    p.set_defaults(run=run_pyliverlesionseg_model)
+
 
 def run_demo_model(args: argparse.Namespace) -> None:
     from ..recipes.demo import make_demo_model
@@ -44,3 +55,18 @@ def run_locator_model(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     card = make_locator_model(args.work, args.out, args.jobs)
     print(json.dumps({k: card[k] for k in ("heldout_small_dice", "heldout_full", "train_seconds")}, indent=1))
+
+
+def run_pyliverlesionseg_model(args: argparse.Namespace) -> None:
+    if args.if_missing and args.out.exists():
+        return
+    from ..data.wheels import DownloadError
+    from ..recipes.pyliverlesionseg import make_pyliverlesionseg_model
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        card = make_pyliverlesionseg_model(args.out, args.cache, args.find_links, args.evaluate)
+    except DownloadError as e:
+        raise CliError(str(e)) from None
+    print(json.dumps({k: card[k] for k in ("source", "port_check", "seconds") + (("evaluation",) if args.evaluate
+                                                                                   else ())}, indent=1))

@@ -21,8 +21,8 @@ from ..scoring.mc_dropout import MCDropoutScoring, UncertaintyScorer
 from ..settings import DEMO_CHECKPOINT, Settings
 from ..trainers.liver_tumor import LiverTumorTrain
 
-# the strategy used when a request names none, and listed first. `liver-tumor bench al` (docs/active-learning.md) found no strategy
-# whose tumour-Dice AUC beats random's by more than the seed-to-seed spread, so random stays the default
+# the strategy used when a request names none, and listed first. `liver-tumor bench al` (docs/active-learning.md)
+# found no strategy whose tumour-Dice AUC beats random's by more than the seed-to-seed spread: random stays the default
 DEFAULT_STRATEGY = "random"
 
 

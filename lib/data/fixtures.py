@@ -4,8 +4,6 @@ labels in the phantom layout (image and JSON side by side, label in truth/)."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -16,6 +14,7 @@ import numpy as np
 
 from .atomic import save_json, save_nifti
 from .nifti import nifti_image
+from .wheels import DownloadError, cached_wheel
 
 LITS_REQUIREMENT = "liver-ct-segmentation-package==1.6.0"
 LITS_WHEEL = "liver_ct_segmentation_package-1.6.0-py2.py3-none-any.whl"
@@ -33,29 +32,6 @@ SHARED_ENV = "LIVER_TUMOR_SHARED_DATA"
 
 class FixtureError(RuntimeError):
     """A fixture could not be made; the message names the cause."""
-
-
-def default_cache() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "liver-tumor"
-
-
-def download_wheel(requirement: str, dest: Path, find_links: str | None = None, timeout: float = 300) -> Path:
-    """Fetch one wheel without installing it or its dependencies (pip download --no-deps)."""
-    dest.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
-           "--quiet", "-d", str(dest), requirement]
-    if find_links:
-        cmd[4:4] = ["--no-index", "--find-links", find_links]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise FixtureError(f"could not download {requirement}: the package index did not answer in {timeout:.0f} s")
-    wheels = sorted(dest.glob(f"{requirement.split('==')[0].replace('-', '_')}-*.whl"))
-    if proc.returncode or not wheels:
-        said = [ln for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip() and "WARNING" not in ln]
-        raise FixtureError(f"could not download {requirement} from the package index (is it reachable?): "
-                           f"{said[-1].strip() if said else 'pip failed'}")
-    return wheels[-1]
 
 
 def read_lits_wheel(wheel: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -194,9 +170,10 @@ def write_fixture(f: Fixture, out: Path) -> dict[str, Path]:
 
 def lits_wheel(cache: Path | None = None, find_links: str | None = None) -> Path:
     """The LiTS wheel from the cache, downloaded into it the first time."""
-    cache = cache or default_cache()
-    wheel = cache / LITS_WHEEL
-    return wheel if wheel.exists() else download_wheel(LITS_REQUIREMENT, cache, find_links)
+    try:
+        return cached_wheel(LITS_REQUIREMENT, LITS_WHEEL, cache, find_links)
+    except DownloadError as e:
+        raise FixtureError(str(e)) from None
 
 
 def make_fixtures(out: Path, cache: Path | None = None, find_links: str | None = None,

@@ -23,13 +23,19 @@ def dice_per_class(pred: np.ndarray, truth: np.ndarray) -> dict[str, float | Non
 
 
 def compare(label_path: Path, truth_path: Path) -> dict:
-    """Per-class Dice of a label file against a ground-truth file; they must share the grid."""
+    """Per-class Dice of a label file against a ground-truth file, and of the liver with its tumours; they must
+    share the grid."""
     label, truth = nib.load(str(label_path)), nib.load(str(truth_path))
     same_grid = label.shape == truth.shape and np.allclose(label.affine, truth.affine, atol=1e-3)
     if not same_grid:
         raise ValueError(f"{label_path} does not overlay {truth_path}: {label.shape} vs {truth.shape}")
     a, b = np.asanyarray(label.dataobj), np.asanyarray(truth.dataobj)
-    return {f"{name}_dice": dice(a, b, c) for name, c in LABELS.items()}
+    return {**{f"{name}_dice": dice(a, b, c) for name, c in LABELS.items()}, "whole_liver_dice": whole_liver_dice(a, b)}
+
+
+def whole_liver_dice(pred: np.ndarray, truth: np.ndarray) -> float | None:
+    """Dice of the liver with its tumours (LiTS' "liver" score); None when neither has any."""
+    return dice((np.asarray(pred) > 0).astype(np.uint8), (np.asarray(truth) > 0).astype(np.uint8), 1)
 
 
 def mean_dice(rows: list[dict]) -> dict:

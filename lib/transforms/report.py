@@ -5,30 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
-from scipy.spatial import ConvexHull, QhullError
 
-
-def _hull(points: np.ndarray) -> np.ndarray:
-    """The points on the convex hull (all of them when they are too few or flat)."""
-    if len(points) <= 4:
-        return points
-    try:
-        return points[ConvexHull(points).vertices]
-    except QhullError:  # flat or collinear: no 3D hull, every point may be extreme
-        return points
-
-
-def max_diameter_mm(mask: np.ndarray, spacing_matrix: np.ndarray) -> float:
-    """The largest distance across a voxel mask (its maximum Feret diameter, voxels counted as the boxes they
-    are) in millimetres. `spacing_matrix` is the affine's 3x3 part; the farthest pair lies on the hull, which
-    a linear map keeps, so the hull is found in voxel space."""
-    points = np.argwhere(mask).astype(np.float64)
-    if len(points) == 0:
-        return 0.0
-    corners = np.array([[x, y, z] for x in (-0.5, 0.5) for y in (-0.5, 0.5) for z in (-0.5, 0.5)])
-    boxes = _hull((_hull(points)[:, None, :] + corners[None]).reshape(-1, 3))
-    world = boxes @ np.asarray(spacing_matrix, dtype=np.float64).T
-    return max(float(np.max(np.linalg.norm(world - p, axis=1))) for p in world)
+from ..metrics.lesions import max_diameter_mm
 
 
 def lesion_report(label: np.ndarray, affine: np.ndarray) -> dict:

@@ -1,0 +1,73 @@
+"""Lesion-level measures of a tumour segmentation against ground truth, as LiTS scores detection: a true lesion is
+found when a predicted tumour overlaps it; a predicted tumour that overlaps none is a false positive. Lesions are
+the 26-connected parts of each label, sized by the diameter of the sphere of the same volume."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+from scipy.spatial import ConvexHull, QhullError
+
+TUMOUR = 2
+SIZE_BANDS_MM = (10.0, 20.0)  # lesions under 10 mm, 10 to 20 mm, 20 mm and over
+_CONNECTED = np.ones((3, 3, 3), bool)
+
+
+def _hull(points: np.ndarray) -> np.ndarray:
+    """The points on the convex hull (all of them when they are too few or flat)."""
+    if len(points) <= 4:
+        return points
+    try:
+        return points[ConvexHull(points).vertices]
+    except QhullError:  # flat or collinear: no 3D hull, every point may be extreme
+        return points
+
+
+def max_diameter_mm(mask: np.ndarray, spacing_matrix: np.ndarray) -> float:
+    """The largest distance across a voxel mask (its maximum Feret diameter, voxels counted as the boxes they
+    are) in millimetres. `spacing_matrix` is the affine's 3x3 part; the farthest pair lies on the hull, which
+    a linear map keeps, so the hull is found in voxel space."""
+    points = np.argwhere(mask).astype(np.float64)
+    if len(points) == 0:
+        return 0.0
+    corners = np.array([[x, y, z] for x in (-0.5, 0.5) for y in (-0.5, 0.5) for z in (-0.5, 0.5)])
+    boxes = _hull((_hull(points)[:, None, :] + corners[None]).reshape(-1, 3))
+    world = boxes @ np.asarray(spacing_matrix, dtype=np.float64).T
+    return max(float(np.max(np.linalg.norm(world - p, axis=1))) for p in world)
+
+
+def equivalent_diameter_mm(volume_ml: float) -> float:
+    """The diameter of a sphere of this volume."""
+    return float((6.0 * volume_ml * 1000.0 / np.pi) ** (1.0 / 3.0))
+
+
+def band(diameter_mm: float) -> str:
+    small, large = SIZE_BANDS_MM
+    return f"under {small:g} mm" if diameter_mm < small else (f"{small:g} to {large:g} mm" if diameter_mm < large
+                                                              else f"{large:g} mm and over")
+
+
+def lesion_detection(pred: np.ndarray, truth: np.ndarray, affine: np.ndarray) -> dict:
+    """Per size band, how many true lesions a prediction finds; how many predicted lesions are false positives
+    (with their volumes); label arrays 0/1/2 on the grid of `affine`."""
+    voxel_ml = abs(float(np.linalg.det(np.asarray(affine)[:3, :3]))) / 1000.0
+    true_parts, n_true = ndimage.label(truth == TUMOUR, structure=_CONNECTED)
+    pred_parts, n_pred = ndimage.label(pred == TUMOUR, structure=_CONNECTED)
+    true_ml = np.bincount(true_parts.ravel(), minlength=n_true + 1) * voxel_ml
+    boxes = ndimage.find_objects(true_parts)
+    bands: dict[str, list[int]] = {band(0.0): [0, 0], band(SIZE_BANDS_MM[0]): [0, 0], band(SIZE_BANDS_MM[1]): [0, 0]}
+    for k, box in enumerate(boxes, start=1):
+        lesion = true_parts[box] == k
+        found = bool((pred_parts[box][lesion] > 0).any())
+        counts = bands[band(equivalent_diameter_mm(true_ml[k]))]
+        counts[0] += int(found)
+        counts[1] += 1
+    overlapped = np.unique(pred_parts[(true_parts > 0) & (pred_parts > 0)])
+    false = [k for k in range(1, n_pred + 1) if k not in set(overlapped.tolist())]
+    sizes = np.bincount(pred_parts.ravel(), minlength=n_pred + 1)
+    return {
+        "true_lesions": int(n_true), "found": int(sum(c[0] for c in bands.values())),
+        "found_by_size": {name: {"found": c[0], "of": c[1]} for name, c in bands.items()},
+        "predicted_lesions": int(n_pred), "false_positives": len(false),
+        "false_positive_ml": [round(float(sizes[k] * voxel_ml), 3) for k in false],
+    }
