@@ -49,6 +49,10 @@ def fraction(v: float) -> str | None:
     return None if 0 <= v < 1 else "must be in [0, 1)"
 
 
+def positive_fraction(v: float) -> str | None:
+    return None if 0 < v <= 1 else "must be in (0, 1]"
+
+
 def open_fraction(v: float) -> str | None:
     return None if 0 < v < 1 else "must be in (0, 1)"
 
@@ -126,8 +130,14 @@ class Settings:
         "`liver-tumor pyliverlesionseg-model`, which make serve runs when the file is missing; 'none': no "
         "pyliverlesionseg model"))
     lesion_window: tuple[int, int, int] = field(default=(100, 100, 42), metadata=_option(
-        "voxels of each output window of pyliverlesionseg's lesion network (1 x 1 x 3 mm), spread evenly over the "
-        "liver (the package's own: 92,84,42, 3 times as many windows)", lesion_windows, ["infer"]))
+        "voxels of each output window of pyliverlesionseg's lesion network (1 x 1 x 3 mm; the package's own: "
+        "92,84,42)", lesion_windows, ["infer"]))
+    lesion_spread: bool = field(default=True, metadata=_option(
+        "pyliverlesionseg's lesion windows spread evenly over the liver, as few as cover it; false: placed as the "
+        "package places them (flush with the start, the last flush with the end)", request=["infer"]))
+    preannotation_min_labels: int = field(default=3, metadata=_option(
+        "with fewer final labels than this, the model trained on patients (pyliverlesionseg) pre-annotates; from "
+        "then on the one that scores better on the last training run's validation labels", not_negative))
     # --- training (defaults of a train request; each can be overridden per request)
     max_epochs: int = field(default=50, metadata=_option("epochs per training run", at_least(1), ["train"]))
     crop_size: int = field(default=96, metadata=_option(
@@ -229,6 +239,11 @@ REQUEST_ONLY = (
                   one_of("None", "mlflow")),
     RequestOption("multi_gpu", True, "one process per GPU when there are several (MONAI Label's own path)",
                   ("train",)),
+    RequestOption("pseudo_labels", False, "also train on the labels the model trained on patients (pyliverlesionseg) "
+                  "gives the unlabelled studies, made first where missing and kept under their own tag",
+                  ("train",)),
+    RequestOption("pseudo_label_weight", 0.5, "how often a pseudo-labelled study is drawn against a final label "
+                  "(each final label is repeated round(1 / weight) times per epoch)", ("train",), positive_fraction),
     RequestOption("count", 1, "how many studies to offer", ("activelearning",), between(1, 100)),
 )
 

@@ -63,6 +63,8 @@ def served(root: Path, conf: dict[str, str], studies: Path | str | None = None, 
     app folder)."""
     from monailabel.client import MONAILabelClient
 
+    # the model trained on patients only where a test asks for it: its weights are converted on first use
+    conf = {"pyliverlesionseg_path": "none", **conf}
     studies_dir, app_dir = root / "studies", copy_app(root / "app")
     if isinstance(studies, str):
         studies_dir = studies
@@ -82,5 +84,6 @@ def served(root: Path, conf: dict[str, str], studies: Path | str | None = None, 
 
 def copy_app(app_dir: Path) -> Path:
     """The app without its trained models, as a fresh clone has it."""
-    shutil.copytree(ROOT / "apps" / "liver_tumor", app_dir, ignore=shutil.ignore_patterns("model", "__pycache__"))
+    shutil.copytree(ROOT / "apps" / "liver_tumor", app_dir,
+                    ignore=shutil.ignore_patterns("model", "__pycache__", "pyliverlesionseg.*"))
     return app_dir

@@ -26,7 +26,7 @@ from .conftest import ROOT
 
 SAMPLE = ROOT / "sample-data"
 CONF = {"pretrained_path": "none", "spacing": "4", "roi_size": "64", "crop_size": "32", "crops_per_volume": "2",
-        "max_epochs": "3", "mc_samples": "2", "uncertainty_spacing": "4"}
+        "max_epochs": "3", "mc_samples": "2", "uncertainty_spacing": "4", "pyliverlesionseg_path": "none"}
 UNLABELLED = "phantom_2026_006"
 LABELLED = "phantom_2026_000"
 
@@ -163,6 +163,7 @@ def test_unknown_names_are_404(server):
     ("/train/liver_tumor", {"max_epochs": 0}, "max_epochs"),
     ("/train/liver_tumor", {"resume": "maybe"}, "resume"),
     ("/train/liver_tumor", {"loss": "focal"}, "loss"),
+    ("/train/liver_tumor", {"pseudo_label_weight": 0}, "pseudo_label_weight"),
 ])
 def test_a_bad_request_option_is_a_422_naming_it_before_any_work(server, path, options, name):
     client, _, _ = server
@@ -173,6 +174,13 @@ def test_a_bad_request_option_is_a_422_naming_it_before_any_work(server, path, o
     assert r.status_code == 422, r.text[:300]
     assert r.json()["detail"].startswith(f"{name} must be"), r.json()
     assert client.get("/train/", params={"all": True}).status_code == 404  # no run was queued, none ever ran
+
+
+def test_pseudo_labels_need_the_model_trained_on_patients(server):
+    client, _, _ = server
+    r = client.post("/train/liver_tumor", json={"pseudo_labels": True})
+    assert r.status_code == 422 and "pyliverlesionseg-model" in r.json()["detail"]
+    assert client.get("/info/").json()["preannotation"]["model"] is None  # no model at all yet
 
 
 def test_a_tiny_training_run_publishes_a_model_and_reports_dice_per_class(server):

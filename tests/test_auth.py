@@ -91,7 +91,8 @@ def secured(tmp_path_factory):
     studies = root / "studies"
     shutil.copytree(ROOT / "sample-data", studies)
     env = {"MONAI_LABEL_AUTH_ENABLE": "true", "MONAI_LABEL_AUTH_REALM_URI": realm.uri}
-    server = ServerProcess(copy_app(root / "app"), studies, {"pretrained_path": str(DEMO_CHECKPOINT)},
+    server = ServerProcess(copy_app(root / "app"), studies, {"pretrained_path": str(DEMO_CHECKPOINT),
+                                                             "pyliverlesionseg_path": "none"},
                            root / "server.log", env=env)
     with server:
         yield server.url, studies, realm

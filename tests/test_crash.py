@@ -27,7 +27,7 @@ from lib.settings import DEMO_CHECKPOINT
 from .conftest import ROOT, copy_app
 
 CONF = {"pretrained_path": str(DEMO_CHECKPOINT), "spacing": "4", "crop_size": "32", "crops_per_volume": "2",
-        "max_epochs": "200", "roi_size": "64"}
+        "max_epochs": "200", "roi_size": "64", "pyliverlesionseg_path": "none"}
 IMAGES = ["phantom_2026_004", "phantom_2026_005", "phantom_2026_006"]
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from lib.dicom.series import nifti_to_series
 from lib.settings import DEMO_CHECKPOINT
 
-from .conftest import ROOT, liver_dice_in_world, run_cli
+from .conftest import ROOT, liver_dice_in_world, one_line_error, run_cli
 
 SAMPLE = ROOT / "sample-data"
 
@@ -102,3 +102,25 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
         run_cli("preannotate", "--studies", tmp_path / "empty", "--out", tmp_path / "out", "--device", "cpu"))
     assert "--model" in one_line_error(run_cli("preannotate", "--studies", SAMPLE, "--out", tmp_path / "out",
                                                "--model", tmp_path / "none.pt"))
+
+
+def test_who_pre_annotates():
+    from lib.preannotate.choice import OWN, PATIENTS, choose
+
+    both = [OWN, PATIENTS]
+    compared = {"scores": {OWN: 0.81, PATIENTS: 0.74}, "studies": ["a", "b"]}
+    assert choose(both, 2, 3, compared)["model"] == PATIENTS  # too few final labels yet
+    assert "fewer than 3" in choose(both, 2, 3, compared)["why"]
+    assert choose(both, 5, 3, {})["model"] == PATIENTS  # not compared yet
+    won = choose(both, 5, 3, compared)
+    assert won["model"] == OWN and "0.81" in won["why"] and won["scores"] == compared["scores"]
+    assert choose(both, 5, 3, {"scores": {OWN: 0.6, PATIENTS: 0.74}})["model"] == PATIENTS
+    assert choose([OWN], 0, 3, compared)["model"] == OWN  # the model trained on patients is not converted
+    assert choose([PATIENTS], 9, 3, compared)["model"] == PATIENTS  # no own model yet
+    assert choose([], 9, 3, {})["model"] is None
+
+
+def test_the_model_name_and_a_checkpoint_are_not_mixed(tmp_path):
+    line = one_line_error(run_cli("preannotate", "--studies", SAMPLE, "--out", tmp_path / "out", "--model",
+                                  DEMO_CHECKPOINT, "--model-name", "pyliverlesionseg"))
+    assert "--model-name" in line

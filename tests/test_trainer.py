@@ -72,3 +72,31 @@ def test_the_cpu_bf16_option_reaches_the_train_request(tmp_path):
     config = LiverTumor()
     config.init("liver_tumor", str(tmp_path), {"pretrained_path": "none", "cpu_bf16": "false"}, None)
     assert config.trainer().config()["cpu_bf16"] is False
+
+
+def test_pseudo_labels_train_beside_the_final_ones_never_as_them(task, tmp_path):
+    from lib.trainers import pseudo_labels
+
+    store = tmp_path / "store"
+    shutil.copytree(ROOT / "sample-data", store)
+    ds = CheckedLocalDatastore(str(store))
+    calls = []
+
+    def stand_in(request):  # the model trained on patients, as its InferTask answers: a label file to keep
+        calls.append(request["image"])
+        out = tmp_path / f"label_{len(calls)}.nii.gz"
+        shutil.copy(store / "truth" / request["image"].split("/")[-1], out)
+        return str(out), {}
+
+    assert pseudo_labels.ensure(ds, stand_in) == 8 and pseudo_labels.ensure(ds, stand_in) == 0  # kept, not redone
+    assert len(ds.get_labeled_images()) == 4 and len(ds.get_unlabeled_images()) == 8  # none became final
+    data = task.pre_process({"pseudo_labels": True}, ds)
+    assert sum(d["subset"] == "pseudo" for d in data) == 8 and len(task.pre_process({}, ds)) == 4
+
+    class Ctx:
+        request = {"val_split": 0.25, "pseudo_label_weight": 0.5}
+        datalist = data
+
+    train, val = task.partition_datalist(Ctx())
+    assert all(d["subset"] == "datastore" for d in val) and len(val) == 1
+    assert sum(d["subset"] == "pseudo" for d in train) == 8 and sum(d["subset"] == "datastore" for d in train) == 6

@@ -6,6 +6,7 @@ name); this file wires them into the server and turns unusable requests into 4xx
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -13,6 +14,7 @@ import threading
 from typing import Any
 
 import monailabel
+import torch
 from monailabel.config import settings as monailabel_settings
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.config import TaskConfig
@@ -24,12 +26,15 @@ from lib import server_fixes
 from lib.activelearning.basic import First, Random
 from lib.activelearning.candidates import record_served, requested_count
 from lib.configs.liver_tumor import DEFAULT_STRATEGY
+from lib.data.atomic import save_json
 from lib.datastore import CheckedLocalDatastore, check_id
 from lib.dicom.datastore import SegDICOMWebDatastore
 from lib.dicom.dicomweb import dicomweb_client
-from lib.errors import NotFound
+from lib.errors import InvalidInput, NotFound
 from lib.infers.batch import BatchInfer
+from lib.preannotate import choice
 from lib.settings import Settings
+from lib.trainers import pseudo_labels
 from lib.trainers.retrain import RetrainTrigger
 
 logger = logging.getLogger(__name__)
@@ -130,6 +135,46 @@ class LiverTumorApp(MONAILabelApp):
             methods.update(config.scoring_method() or {})
         return methods
 
+    # ---- who pre-annotates (lib.preannotate.choice)
+    def info(self):
+        """MONAI Label's info, with the model that pre-annotates listed first (3D Slicer's and OHIF's first
+        choice) and why under `preannotation`."""
+        chosen = self.preannotation()
+        if chosen["model"] in self._infers:
+            self._infers = {chosen["model"]: self._infers[chosen["model"]],
+                            **{k: v for k, v in self._infers.items() if k != chosen["model"]}}
+        return {**super().info(), "preannotation": chosen}
+
+    def preannotation(self) -> dict[str, Any]:
+        available = [name for name, task in self._infers.items() if task.info()["model"]["available"]]
+        recorded = choice.read(self.model_dir)
+        chosen = choice.choose(available, len(self.datastore().get_labeled_images()),
+                               self.settings.preannotation_min_labels, recorded)
+        if recorded.get("chosen") != chosen["model"]:  # kept for liver-tumor preannotate's default
+            save_json({**recorded, "chosen": chosen["model"], "why": chosen["why"]},
+                      os.path.join(self.model_dir, choice.CHOICE_FILE))
+        return chosen
+
+    def _compare_for_preannotation(self, trained: str | None) -> None:
+        """After a training run: the app's model and the model trained on patients on that run's validation
+        studies, with their final labels."""
+        if trained != choice.OWN or choice.PATIENTS not in self._infers:
+            return
+        tasks = {name: self._infers[name] for name in (choice.OWN, choice.PATIENTS)}
+        if not all(task.info()["model"]["available"] for task in tasks.values()):
+            return
+        validation = os.path.join(self.model_dir, choice.OWN, "validation.json")
+        try:
+            with open(validation) as f:
+                studies = [(os.path.basename(d["image"]).split(".")[0], d["image"], d["label"]) for d in json.load(f)]
+        except (OSError, ValueError):
+            return
+        logger.info("comparing %s and %s on %d validation studies for pre-annotation", *tasks, len(studies))
+        versions = {name: task.info()["model"]["path"] for name, task in tasks.items()}
+        record = choice.compare(tasks, studies, versions, self.model_dir,
+                                "cuda" if torch.cuda.is_available() else "cpu")
+        logger.info("pre-annotation scores: %s", record["scores"])
+
     # ---- retraining as labels accumulate
     def on_save_label(self, image_id: str, label_id: str) -> dict:
         return self.retrain.label_saved()
@@ -157,14 +202,24 @@ class LiverTumorApp(MONAILabelApp):
 
     def train(self, request: dict[str, Any]):
         self.check_train_request(request.get("model"), request)
-        return super().train(request)
+        if self._trainers[request["model"]].options(request)["pseudo_labels"]:
+            made = pseudo_labels.ensure(self.datastore(), self._infers[choice.PATIENTS],
+                                        "cuda" if torch.cuda.is_available() else "cpu")
+            logger.info("pseudo-labels: %d made for unlabelled studies", made)
+        result = super().train(request)
+        self._compare_for_preannotation(request.get("model"))
+        return result
 
     def check_train_request(self, model: Any, request: dict[str, Any]) -> None:
         """A 404 for an unknown model, a 422 naming a bad option: before a run is queued (lib.server_fixes) and
         again where it runs."""
         if model not in self._trainers:
             raise NotFound(f"no trainable model {model!r}: available are {', '.join(self._trainers)}")
-        self._trainers[model].options(request)
+        options = self._trainers[model].options(request)
+        patients = self._infers.get(choice.PATIENTS)
+        if options["pseudo_labels"] and (patients is None or not patients.info()["model"]["available"]):
+            raise InvalidInput("pseudo_labels needs the model trained on patients: run liver-tumor "
+                               "pyliverlesionseg-model (or do not give --conf pyliverlesionseg_path none)")
 
     def next_sample(self, request: dict[str, Any]):
         strategy = request.get("strategy") or DEFAULT_STRATEGY

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
 import sys
 from pathlib import Path
 
-from .common import CliError, existing_dir, output_dir, positive_int
+from .common import CliError, existing_dir, non_negative_int, output_dir, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -66,6 +67,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--app-conf", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
                    help="an app option for the app's trainer only, to measure a variant (learning_rate 0.001)")
     p.set_defaults(run=run_train)
+
+    p = kinds.add_parser("models", help="the app's models side by side: Dice, lesions found by size, latency")
+    p.add_argument("--work", type=output_dir, default=Path("runs/bench-models"), help="cases")
+    p.add_argument("--out", type=output_dir, default=Path("runs/bench-models"), help="models.json, models.png go here")
+    p.add_argument("--models", default="liver_tumor,pyliverlesionseg", help="comma-separated models of the app")
+    p.add_argument("--full", type=non_negative_int, default=6, help="held-out full-size phantoms (default 6)")
+    p.add_argument("--medium", type=non_negative_int, default=6, help="held-out medium phantoms (default 6)")
+    p.add_argument("--no-real", action="store_true", help="leave out LiTS case 117 and the shared real CT")
+    p.add_argument("--no-speed", action="store_true", help="leave out the latency on the 512 x 512 x 200 phantom")
+    p.add_argument("--conf", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                   help="an app option (docs/options.md), as for the server")
+    p.set_defaults(run=run_models)
+
+    p = kinds.add_parser("bootstrap", help="fine-tuning on a few final labels, with and without the pseudo-labels "
+                                           "of the model trained on patients")
+    p.add_argument("--work", type=output_dir, default=Path("runs/bench-bootstrap"), help="phantoms and runs")
+    p.add_argument("--out", type=output_dir, default=Path("runs/bench-bootstrap"), help="bootstrap.json goes here")
+    p.add_argument("--final", type=positive_int, default=4, help="studies with final labels (one validates)")
+    p.add_argument("--unlabelled", type=positive_int, default=10, help="studies without (pseudo-labelled)")
+    p.add_argument("--steps", type=positive_int, default=128, help="optimisation steps of each run")
+    p.set_defaults(run=run_bootstrap)
 
     p = kinds.add_parser("load", help="concurrent annotators against one server: throughput, latency, nothing lost")
     p.add_argument("--out", type=output_dir, default=Path("runs/bench-load"),
@@ -210,3 +232,40 @@ def run_train(args: argparse.Namespace) -> None:
     plot(result, args.out / "train.png")
     print(table(result), file=sys.stderr)
     print(json.dumps({k: v for k, v in result.items()}, indent=1))
+
+
+def run_models(args: argparse.Namespace) -> None:
+    from ..bench.models import MODELS, ModelsBenchConfig, plot, run, table
+    from ..data.atomic import save_json
+    from ..settings import Settings
+
+    models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    unknown = [m for m in models if m not in MODELS]
+    if unknown or not models:
+        raise CliError(f"unknown models {', '.join(unknown) or '(none given)'}: choose from {', '.join(MODELS)}")
+    if args.full + args.medium == 0:
+        raise CliError("--full and --medium are both 0: no phantom to measure on")
+    Settings.from_conf(dict(args.conf))  # a bad option stops here, named
+    logging.basicConfig(level=logging.WARNING)
+    cfg = ModelsBenchConfig(models=models, full=args.full, medium=args.medium, real=not args.no_real,
+                            speed_case=None if args.no_speed else "full_512x512x200")
+    result = run(args.work, cfg, dict(args.conf), progress=lambda m: print(m, file=sys.stderr, flush=True))
+    save_json(result, args.out / "models.json")
+    plot(result, args.out / "models.png")
+    print(table(result), file=sys.stderr)
+    print(json.dumps(result, indent=1))
+
+
+def run_bootstrap(args: argparse.Namespace) -> None:
+    from ..bench.bootstrap import BootstrapConfig, run, table
+    from ..data.atomic import save_json
+
+    if args.final < 2:
+        raise CliError("--final must be at least 2: one study validates")
+    logging.basicConfig(level=logging.WARNING)
+    cfg = BootstrapConfig(final=args.final, unlabelled=args.unlabelled, steps=args.steps)
+    with contextlib.redirect_stdout(sys.stderr):  # MONAI's training progress goes to stdout; stdout is for the JSON
+        result = run(args.work, cfg, progress=lambda m: print(m, file=sys.stderr, flush=True))
+    save_json(result, args.out / "bootstrap.json")
+    print(table(result), file=sys.stderr)
+    print(json.dumps(result, indent=1))

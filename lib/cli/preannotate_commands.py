@@ -26,8 +26,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=output_dir, required=True, help="folder for labels/, report.csv, report.json, "
                                                                   "overview.png; a second run skips what is done")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when there is one)")
-    p.add_argument("--model", type=Path, default=None,
-                   help="checkpoint (default: the server's model in use: the published one, else the demo one)")
+    p.add_argument("--model", type=Path, default=None, help="a liver_tumor checkpoint to run")
+    p.add_argument("--model-name", choices=("auto", "liver_tumor", "pyliverlesionseg"), default="auto",
+                   help="which of the app's models (default auto: the one the server pre-annotates with, "
+                        "docs/preannotation.md)")
     p.add_argument("--processes", type=positive_int, default=None,
                    help="processes on this machine, each with its shard (default: one per GPU, or 1)")
     p.add_argument("--conf", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
@@ -72,7 +74,9 @@ def run_preannotate(args: argparse.Namespace) -> None:
                         stream=sys.stderr, force=True)  # MONAI Label's import sets the root logger to INFO
     # MONAI says at every DICOM read that NVIDIA's optional GPU decoder is absent
     logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
-    cfg = PreannotateConfig(args.studies, Path(args.out), device, args.model, dict(args.conf))
+    if args.model is not None and args.model_name == "pyliverlesionseg":
+        raise CliError("--model is a liver_tumor checkpoint: leave out --model-name pyliverlesionseg")
+    cfg = PreannotateConfig(args.studies, Path(args.out), device, args.model, dict(args.conf), args.model_name)
     with contextlib.redirect_stdout(sys.stderr):  # stdout is for the report
         report = run(cfg)
     if report is not None:  # rank 0 (under the relaunch too: its stdout is this command's)

@@ -12,7 +12,7 @@ everything beyond the liver's neighbourhood blanked, windows over it, threshold,
 The package's own steps are kept (lib.transforms.pyliverlesionseg). Two are the app's: the region (the package's
 body-crop heuristic cut the liver on both real test CTs), and the lesion windows: by default 100 x 100 x 42
 outputs spread evenly over the liver instead of 92 x 84 x 42 flush with its start, a third of the windows for the
-same tumour Dice on LiTS case 117 (0.717 against 0.714; docs/pyliverlesionseg.md).
+same Dice (docs/pyliverlesionseg.md; `lesion_window 92,84,42` and `lesion_spread false` give the package's).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class PyLiverLesionSegInfer(BasicInferTask):
             dimension=3,
             description=description,
             config={"cpu_bf16": settings.cpu_bf16, "cascade": settings.locator is not None,
-                    "lesion_window": list(settings.lesion_window)},
+                    "lesion_window": list(settings.lesion_window), "lesion_spread": settings.lesion_spread},
         )
         self.settings, self.weights = settings, path
         self._networks: dict[str, tuple[dict[str, GeneralizedUNet], float]] = {}
@@ -110,7 +110,7 @@ class PyLiverLesionSegInfer(BasicInferTask):
         lesions = np.zeros(hu.shape, bool)
         if crop.size:
             probability = predict(networks["lesion"], crop, options["lesion_window"], False, device, dtype,
-                                  spread=True)
+                                  spread=options["lesion_spread"])
             lesions = stages.lesion_output(probability, box, grid, hu.shape)
         times["lesion_s"] = round(time.perf_counter() - started, 2)
         label = liver.astype(np.uint8)

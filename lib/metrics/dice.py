@@ -39,9 +39,10 @@ def whole_liver_dice(pred: np.ndarray, truth: np.ndarray) -> float | None:
 
 
 def mean_dice(rows: list[dict]) -> dict:
-    """The mean of each class's `<name>_dice` over the rows where it is defined, and how many those are."""
+    """The mean of each class's `<name>_dice` (and the whole liver's) over the rows where it is defined, and how
+    many those are."""
     out = {}
-    for name in LABELS:
+    for name in (*LABELS, "whole_liver"):
         values = [r[f"{name}_dice"] for r in rows if r.get(f"{name}_dice") is not None]
         out[f"{name}_dice"] = round(float(np.mean(values)), 4) if values else None
         out[f"{name}_cases"] = len(values)

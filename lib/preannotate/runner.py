@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from .. import distributed
 from ..data.atomic import save_json
+from . import choice
 from .report import write_report
 from .sources import Study, discover
 
@@ -36,23 +37,47 @@ class PreannotateConfig:
     studies: str
     out: Path
     device: str = "cpu"
-    model: Path | None = None  # default: the server's model in use (published, else the demo checkpoint)
+    model: Path | None = None  # a liver_tumor checkpoint; default: the model the server pre-annotates with
     conf: dict[str, str] = field(default_factory=dict)
+    model_name: str = "auto"  # liver_tumor, pyliverlesionseg, or auto: the server's choice (lib.preannotate.choice)
+
+
+def model_name(cfg: PreannotateConfig) -> str:
+    """The model to run: liver_tumor for a checkpoint given; for auto, the server's last choice, else the model
+    trained on patients where its weights are there, else liver_tumor."""
+    from ..settings import APP_DIR, Settings
+
+    if cfg.model is not None or cfg.model_name != "auto":
+        return choice.OWN if cfg.model is not None else cfg.model_name
+    chosen = choice.read(APP_DIR / "model").get("chosen")
+    if chosen:
+        return chosen
+    weights = Settings.from_conf(cfg.conf).pyliverlesionseg
+    return choice.PATIENTS if weights is not None and weights.exists() else choice.OWN
 
 
 def _infer_task(cfg: PreannotateConfig):
     from ..configs.liver_tumor import LiverTumor
+    from ..configs.pyliverlesionseg import PyLiverLesionSeg
     from ..settings import APP_DIR
 
     conf = dict(cfg.conf)
     model_dir = str(APP_DIR / "model")
+    name = model_name(cfg)
+    if name == choice.PATIENTS:
+        config = PyLiverLesionSeg()
+        config.init(name, model_dir, conf, None)
+        task = config.infer()
+        if task is None or not task.info()["model"]["available"]:
+            raise RuntimeError("no pyliverlesionseg weights: run liver-tumor pyliverlesionseg-model first")
+        return task, str(config.weights)
     if cfg.model is not None:
         if not cfg.model.is_file():
             raise FileNotFoundError(f"--model: no such file {cfg.model}")
         conf["pretrained_path"] = str(cfg.model)
         model_dir = tempfile.mkdtemp(prefix="preannotate-model-")  # so that no published model takes precedence
     config = LiverTumor()
-    config.init("liver_tumor", model_dir, conf, None)
+    config.init(choice.OWN, model_dir, conf, None)
     if config.current_model() is None:
         raise RuntimeError("no model: give --model FILE, or train or publish one first")
     return config.infer(), config.current_model()

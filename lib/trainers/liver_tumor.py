@@ -43,6 +43,7 @@ from monailabel.interfaces.datastore import Datastore
 from monailabel.tasks.train.basic_train import BasicTrainTask, Context
 
 from .. import distributed
+from ..data.atomic import save_json
 from ..data.decathlon import datalist as decathlon_datalist
 from ..data.study_cache import StudyCache, prune
 from ..errors import InvalidInput
@@ -50,7 +51,7 @@ from ..model.autocast import AutocastInferer, autocast_dtype, cpu_has_bf16
 from ..model.network import LABELS, NUM_CLASSES, build_unet
 from ..settings import Settings, crop_ratios, request_options
 from ..transforms.preprocess import HU_WINDOW, preprocessing
-from . import rank_report, resume
+from . import pseudo_labels, rank_report, resume
 from .averaging import WeightAverage
 from .publish import PublishBest
 from .validation import FittedWindows, SelectClass, Validated
@@ -158,11 +159,14 @@ class LiverTumorTrain(BasicTrainTask):
         data += [dict(d, subset="validation") for d in request.get("val_ds") or []]
         if len(data) < 2:
             raise InvalidInput(f"training needs at least 2 studies with final labels, the datastore has {len(data)}")
+        if request.get("pseudo_labels") and datastore is not None:
+            data += pseudo_labels.datalist(datastore)  # they train, never validate
         return data
 
     def partition_datalist(self, context: Context, shuffle: bool = False):
         """Datastore studies: at least one for validation, whatever val_split rounds to, unless the request names
-        its validation studies (val_ds). Decathlon studies: its split's training and validation subsets."""
+        its validation studies (val_ds). Decathlon studies: its split's training and validation subsets.
+        Pseudo-labels (pseudo_labels): training only, drawn pseudo_label_weight times as often as final labels."""
         ours = [d for d in context.datalist if d.get("subset", "datastore") == "datastore"]
         train = [d for d in context.datalist if d.get("subset") == "train"]
         val = [d for d in context.datalist if d.get("subset") == "validation"]
@@ -178,10 +182,19 @@ class LiverTumorTrain(BasicTrainTask):
             else:
                 mine_train, mine_val = ours, []
             train, val = mine_train + train, mine_val + val
+        pseudo = [d for d in context.datalist if d.get("subset") == "pseudo"]
+        if pseudo:
+            train = pseudo_labels.weighted(train + pseudo, context.request["pseudo_label_weight"])
         if not train or not val:
             raise InvalidInput(f"training needs at least one study to train on and one to validate on, got "
                                f"{len(train)} and {len(val)}")
+        if distributed.rank() == 0:  # which studies validated this run: the app compares its models on them
+            save_json([{k: d[k] for k in ("image", "label")} for d in val], self.validation_path)
         return train, val
+
+    @property
+    def validation_path(self) -> Path:
+        return Path(self._model_dir) / "validation.json"
 
     # ---- model
     def network(self, context: Context):
