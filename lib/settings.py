@@ -49,6 +49,14 @@ def fraction(v: float) -> str | None:
     return None if 0 <= v < 1 else "must be in [0, 1)"
 
 
+def unit_interval(v: float) -> str | None:
+    return None if 0 <= v <= 1 else "must be in [0, 1]"
+
+
+def ordered_at_least(minimum: float) -> Check:
+    return lambda v: None if v[0] >= minimum and v[0] <= v[1] else f"must be two values, at least {minimum}, in order"
+
+
 def positive_fraction(v: float) -> str | None:
     return None if 0 < v <= 1 else "must be in (0, 1]"
 
@@ -151,6 +159,15 @@ class Settings:
     loss: str = field(default="dicece", metadata=_option(
         "dicece (Dice plus cross-entropy; reached liver Dice 0.90 in 99 s against 426 s for Dice alone in `bench "
         "train`) or dice (the seed's)", one_of("dice", "dicece"), ["train"]))
+    synth_prob: float = field(default=0.0, metadata=_option(
+        "the chance that a training crop gets synthetic lesions painted into its liver (lib.transforms.synthesis; "
+        "0: none)", unit_interval, ["train"]))
+    synth_lesions: tuple[int, int] = field(default=(1, 3), metadata=_option(
+        "how many synthetic lesions a crop gets: at least, at most", ordered_at_least(1), ["train"]))
+    synth_size_mm: tuple[float, float] = field(default=(5.0, 40.0), metadata=_option(
+        "the diameters of synthetic lesions (mm): smallest, largest", ordered_at_least(3.0), ["train"]))
+    tumour_weight: float = field(default=1.0, metadata=_option(
+        "the weight of tumour in the cross-entropy (background and liver 1)", positive, ["train"]))
     val_split: float = field(default=0.2, metadata=_option(
         "fraction of the labelled studies held out to validate", open_fraction, ["train"]))
     decathlon_dir: str = field(default="", metadata=_option(

@@ -60,3 +60,28 @@ def test_bench_train_runs_both_trainers_side_by_side(tmp_path):
 
 def test_bench_train_refuses_a_bad_budget(tmp_path):
     assert "--minutes" in one_line_error(run_cli("bench", "train", "--minutes", "0", "--work", tmp_path))
+
+
+def test_bench_accuracy_measures_lesions_and_draws_them(tmp_path):
+    """Two sample studies through /infer's task: Dice, the global tumour Dice and lesions found by size and kind
+    (the phantoms' JSON says which kind each is), and a picture of the labels against the true tumours."""
+    import json
+    import shutil
+
+    from .conftest import ROOT
+
+    studies = tmp_path / "studies"
+    (studies / "truth").mkdir(parents=True)
+    for sid in ("phantom_2026_004", "phantom_2026_005"):
+        for suffix in (".nii.gz", ".json"):
+            shutil.copy(ROOT / "sample-data" / f"{sid}{suffix}", studies / f"{sid}{suffix}")
+        shutil.copy(ROOT / "sample-data" / "truth" / f"{sid}.nii.gz", studies / "truth" / f"{sid}.nii.gz")
+    proc = run_cli("bench", "accuracy", "--studies", studies, "--picture", tmp_path / "labels.png",
+                   "--conf", "spacing", "3")
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    mean = json.loads(proc.stdout)["mean"]
+    assert mean["cases"] == 2 and 0 <= mean["liver_dice"] <= 1 and "tumour_global_dice" in mean
+    true = sum(v["of"] for v in mean["lesions_found"].values())
+    assert true > 0 and sum(v["of"] for v in mean["lesions_found_by_kind"].values()) == true
+    assert "unknown" not in mean["lesions_found_by_kind"]
+    assert (tmp_path / "labels.png").stat().st_size > 20_000

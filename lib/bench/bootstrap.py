@@ -24,14 +24,14 @@ from ..configs.liver_tumor import LiverTumor
 from ..configs.pyliverlesionseg import PyLiverLesionSeg
 from ..data.atomic import copy_file
 from ..data.phantoms.batch import make_phantoms
-from ..data.phantoms.study import study_id, study_paths
+from ..data.phantoms.study import known_tumours, study_id, study_paths
 from ..data.sample_datastore import final_label_path
 from ..datastore import CheckedLocalDatastore
-from ..metrics.evaluate import evaluate
+from ..metrics.evaluate import evaluate, summarise
 from ..settings import DEMO_CHECKPOINT
 from ..trainers import pseudo_labels
 from .inference import device_name
-from .models import ModelsBenchConfig, cases, summarise
+from .models import ModelsBenchConfig, cases
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,8 @@ def measure(model: str, groups: dict, device: str) -> dict:
         config = LiverTumor()
         config.init("liver_tumor", model_dir, {"pretrained_path": model}, None)
         task = config.infer()
-        return {group: summarise(evaluate(task, items, {"device": device})) for group, items in groups.items()}
+        return {group: summarise(evaluate(task, items, {"device": device}, known=known_tumours))
+                for group, items in groups.items()}
 
 
 def run(work: Path, cfg: BootstrapConfig, progress: Callable[[str], None] = print) -> dict:

@@ -20,14 +20,11 @@ import torch
 
 from ..data.fixtures import lits_fixture, lits_wheel, shared_data_dir, shared_fixtures, write_fixture
 from ..data.phantoms.batch import make_phantoms
-from ..data.phantoms.study import study_id, study_paths
-from ..metrics.dice import mean_dice
-from ..metrics.evaluate import evaluate
-from ..metrics.lesions import SIZE_BANDS_MM, band
+from ..data.phantoms.study import known_tumours, study_id, study_paths
+from ..metrics.evaluate import evaluate, summarise
 from .inference import case_files, device_name
 
 MODELS = ("liver_tumor", "pyliverlesionseg")
-BANDS = (band(0.0), band(SIZE_BANDS_MM[0]), band(SIZE_BANDS_MM[1]))
 
 
 @dataclass(frozen=True)
@@ -76,15 +73,6 @@ def cases(work: Path, cfg: ModelsBenchConfig) -> dict[str, list[tuple[str, Path,
     return out
 
 
-def summarise(rows: list[dict]) -> dict:
-    """Mean Dice, and lesions found (of how many) per size band and false positives, summed over the cases."""
-    found = {b: [sum(r["lesions"]["found_by_size"][b]["found"] for r in rows),
-                 sum(r["lesions"]["found_by_size"][b]["of"] for r in rows)] for b in BANDS}
-    return {**mean_dice(rows), "lesions_found": {b: {"found": f, "of": n} for b, (f, n) in found.items()},
-            "false_positives": sum(r["lesions"]["false_positives"] for r in rows),
-            "mean_seconds": round(float(np.mean([r["seconds"] for r in rows])), 2), "cases": len(rows)}
-
-
 def run(work: Path, cfg: ModelsBenchConfig, conf: dict[str, str] | None = None,
         progress: Callable[[str], None] = print) -> dict:
     started = time.time()
@@ -96,7 +84,7 @@ def run(work: Path, cfg: ModelsBenchConfig, conf: dict[str, str] | None = None,
             task = task_for(model, Path(model_dir), dict(conf or {}))
             entry: dict = {"card": task.info()["model"].get("card", {}).get("trained_on"), "groups": {}}
             for group, items in groups.items():
-                rows = evaluate(task, items, {"device": cfg.device})
+                rows = evaluate(task, items, {"device": cfg.device}, known=known_tumours)
                 entry["groups"][group] = {**summarise(rows), "per_case": [
                     {k: r[k] for k in ("id", "liver_dice", "tumour_dice", "whole_liver_dice", "seconds", "lesions")}
                     for r in rows]}

@@ -21,6 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--truth", type=existing_dir, help="their ground-truth labels, same names (default STUDIES/truth)")
     p.add_argument("--pretrained", type=Path, help="checkpoint (default: the app's, the demo checkpoint)")
     p.add_argument("--out", type=Path, help="also write the JSON here")
+    p.add_argument("--picture", type=Path, help="a PNG of the first studies' labels, true tumours dashed")
+    p.add_argument("--conf", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                   help="an app option (docs/options.md), as for the server")
     p.set_defaults(run=run_accuracy)
 
     p = kinds.add_parser("al", help="label efficiency of the active-learning strategies (oracle on phantoms)")
@@ -125,12 +128,17 @@ def run_load(args: argparse.Namespace) -> None:
     print(json.dumps(result, indent=1))
 
 
+PICTURED = 6  # studies in bench accuracy's picture
+
+
 def run_accuracy(args: argparse.Namespace) -> None:
     import tempfile
 
     from ..configs.liver_tumor import LiverTumor
-    from ..metrics.dice import mean_dice
-    from ..metrics.evaluate import evaluate
+    from ..data.phantoms.study import known_tumours
+    from ..metrics.evaluate import evaluate, summarise
+    from ..settings import Settings
+    from ..viz.montage import montage
 
     truth = args.truth or args.studies / "truth"
     cases = [(p.name.removesuffix(".nii.gz"), p, truth / p.name) for p in sorted(args.studies.glob("*.nii.gz"))
@@ -139,11 +147,16 @@ def run_accuracy(args: argparse.Namespace) -> None:
         raise CliError(f"no study in {args.studies} has a label of the same name in {truth}")
     logging.basicConfig(level=logging.WARNING)
     config = LiverTumor()
-    conf = {"pretrained_path": str(args.pretrained)} if args.pretrained else {}
+    conf = {**dict(args.conf), **({"pretrained_path": str(args.pretrained)} if args.pretrained else {})}
+    Settings.from_conf(conf)  # a bad option stops here, named
     with tempfile.TemporaryDirectory() as model_dir:
         config.init("liver_tumor", model_dir, conf, None)
-        rows = evaluate(config.infer(), cases)
-    result = {"mean": mean_dice(rows), "cases": rows}
+        labels = Path(model_dir) / "labels"
+        rows = evaluate(config.infer(), cases, known=known_tumours, keep=labels if args.picture else None)
+        if args.picture:
+            montage([(c[0], c[1], labels / f"{c[0]}.nii.gz", c[2]) for c in cases[:PICTURED]], args.picture,
+                    "labels of the app's model (liver green, tumour red) against the true tumours (dashed)")
+    result = {"mean": summarise(rows), "cases": rows}
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1))

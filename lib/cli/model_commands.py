@@ -20,6 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--jobs", type=positive_int, default=2, help="phantoms made in parallel")
     p.add_argument("--spacing", type=float, default=None, help="working spacing in mm (default: the recipe's 1.0)")
     p.add_argument("--data", type=Path, default=None, help="reuse the phantoms of an earlier --work folder")
+    p.add_argument("--start", type=Path, default=None,
+                   help="go on from a checkpoint this recipe made (e.g. the shipped one): the stages after it run")
     p.set_defaults(run=run_demo_model)
 
     p = sub.add_parser("locator-model", help="train the 4 mm liver locator of the inference cascade (CPU: ~10 min)")
@@ -45,7 +47,9 @@ def run_demo_model(args: argparse.Namespace) -> None:
     from ..recipes.demo import make_demo_model
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    card = make_demo_model(args.work, args.out, args.epochs, args.jobs, args.spacing, args.data)
+    if args.start is not None and not args.start.is_file():
+        raise CliError(f"--start: no such file {args.start}")
+    card = make_demo_model(args.work, args.out, args.epochs, args.jobs, args.spacing, args.data, args.start)
     print(json.dumps({k: card[k] for k in ("trained_on", "heldout", "train_seconds")}, indent=1, default=str))
 
 

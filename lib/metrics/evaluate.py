@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from typing import Callable, Iterable
@@ -10,14 +11,17 @@ from typing import Callable, Iterable
 import nibabel as nib
 import numpy as np
 
-from .dice import compare
-from .lesions import lesion_detection
+from .dice import compare, mean_dice
+from .lesions import SIZE_BANDS_MM, band, lesion_detection
+
+BANDS = (band(0.0), band(SIZE_BANDS_MM[0]), band(SIZE_BANDS_MM[1]))
 
 
-def evaluate(infer: Callable[[dict], tuple], cases: Iterable[tuple[str, Path, Path]], request: dict | None = None
-             ) -> list[dict]:
+def evaluate(infer: Callable[[dict], tuple], cases: Iterable[tuple[str, Path, Path]], request: dict | None = None,
+             known: Callable[[Path], list[dict] | None] | None = None, keep: Path | None = None) -> list[dict]:
     """Run infer({"image": path, ...}) on each (id, image, truth) and measure Dice per class, the whole liver's
-    Dice, lesion detection and latency."""
+    Dice, lesion detection and latency. known(image): what is known of its true lesions (lesion_detection).
+    keep: a folder to keep the labels in (<id>.nii.gz), else they are removed."""
     rows = []
     for case_id, image, truth in cases:
         start = time.perf_counter()
@@ -25,8 +29,39 @@ def evaluate(infer: Callable[[dict], tuple], cases: Iterable[tuple[str, Path, Pa
         seconds = time.perf_counter() - start
         label = nib.load(label_file)
         lesions = lesion_detection(np.asanyarray(label.dataobj), np.asanyarray(nib.load(str(truth)).dataobj),
-                                   label.affine)
+                                   label.affine, known(Path(image)) if known else None)
         rows.append({"id": case_id, **compare(Path(label_file), truth), "seconds": round(seconds, 2),
                      "lesions": lesions, "latencies": result.get("latencies", {})})
-        Path(label_file).unlink(missing_ok=True)
+        if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+            shutil.move(label_file, keep / f"{case_id}.nii.gz")
+        else:
+            Path(label_file).unlink(missing_ok=True)
     return rows
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Over the cases: mean Dice per class and of the whole liver, the tumour's global Dice, the true lesions found
+    (of how many) per size band, false positives in all and per study, the mean latency."""
+    found = {b: [sum(r["lesions"]["found_by_size"][b]["found"] for r in rows),
+                 sum(r["lesions"]["found_by_size"][b]["of"] for r in rows)] for b in BANDS}
+    overlap = sum(r["lesions"]["tumour_overlap_voxels"] for r in rows)
+    total = sum(r["lesions"]["tumour_voxels"] for r in rows)
+    false = sum(r["lesions"]["false_positives"] for r in rows)
+    kinds: dict[str, list[int]] = {}
+    visible = [0, 0]
+    for r in rows:
+        for kind, v in r["lesions"].get("found_by_kind", {}).items():
+            kinds.setdefault(kind, [0, 0])
+            kinds[kind][0] += v["found"]
+            kinds[kind][1] += v["of"]
+        v = r["lesions"].get("found_visible_10mm", {"found": 0, "of": 0})
+        visible = [visible[0] + v["found"], visible[1] + v["of"]]
+    by_kind = {"lesions_found_by_kind": {k: {"found": f, "of": n} for k, (f, n) in sorted(kinds.items())},
+               "sensitivity_visible_10mm": round(visible[0] / visible[1], 3) if visible[1] else None,
+               "visible_10mm": {"found": visible[0], "of": visible[1]}} if kinds else {}
+    return {**mean_dice(rows), "tumour_global_dice": round(2 * overlap / total, 4) if total else None,
+            **by_kind,
+            "lesions_found": {b: {"found": f, "of": n} for b, (f, n) in found.items()},
+            "false_positives": false, "false_positives_per_study": round(false / max(1, len(rows)), 2),
+            "mean_seconds": round(float(np.mean([r["seconds"] for r in rows])), 2), "cases": len(rows)}

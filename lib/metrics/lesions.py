@@ -47,27 +47,72 @@ def band(diameter_mm: float) -> str:
                                                               else f"{large:g} mm and over")
 
 
-def lesion_detection(pred: np.ndarray, truth: np.ndarray, affine: np.ndarray) -> dict:
+VISIBLE_HU = 10.0  # a lesion whose mean differs from the liver by this much or more counts as visible
+
+
+def lesion_detection(pred: np.ndarray, truth: np.ndarray, affine: np.ndarray, known: list[dict] | None = None
+                     ) -> dict:
     """Per size band, how many true lesions a prediction finds; how many predicted lesions are false positives
-    (with their volumes); label arrays 0/1/2 on the grid of `affine`."""
+    (with their volumes); label arrays 0/1/2 on the grid of `affine`. `known`: what is known of the true lesions
+    (a phantom's tumours: "kind", "contrast_hu", "centre_ras_mm"): then also per kind, and for the visible ones of
+    10 mm or more (VISIBLE_HU)."""
     voxel_ml = abs(float(np.linalg.det(np.asarray(affine)[:3, :3]))) / 1000.0
     true_parts, n_true = ndimage.label(truth == TUMOUR, structure=_CONNECTED)
     pred_parts, n_pred = ndimage.label(pred == TUMOUR, structure=_CONNECTED)
     true_ml = np.bincount(true_parts.ravel(), minlength=n_true + 1) * voxel_ml
     boxes = ndimage.find_objects(true_parts)
+    described = _describe(true_parts, affine, known) if known is not None else {}
     bands: dict[str, list[int]] = {band(0.0): [0, 0], band(SIZE_BANDS_MM[0]): [0, 0], band(SIZE_BANDS_MM[1]): [0, 0]}
+    kinds: dict[str, list[int]] = {}
+    visible = [0, 0]
     for k, box in enumerate(boxes, start=1):
         lesion = true_parts[box] == k
         found = bool((pred_parts[box][lesion] > 0).any())
-        counts = bands[band(equivalent_diameter_mm(true_ml[k]))]
+        diameter = equivalent_diameter_mm(true_ml[k])
+        counts = bands[band(diameter)]
         counts[0] += int(found)
         counts[1] += 1
+        if known is not None:
+            info = described.get(k, {})
+            kind = kinds.setdefault(info.get("kind", "unknown"), [0, 0])
+            kind[0] += int(found)
+            kind[1] += 1
+            if diameter >= SIZE_BANDS_MM[0] and abs(info.get("contrast_hu", 0.0)) >= VISIBLE_HU:
+                visible[0] += int(found)
+                visible[1] += 1
     overlapped = np.unique(pred_parts[(true_parts > 0) & (pred_parts > 0)])
     false = [k for k in range(1, n_pred + 1) if k not in set(overlapped.tolist())]
     sizes = np.bincount(pred_parts.ravel(), minlength=n_pred + 1)
     return {
         "true_lesions": int(n_true), "found": int(sum(c[0] for c in bands.values())),
+        "tumour_voxels": int((true_parts > 0).sum() + (pred_parts > 0).sum()),
+        "tumour_overlap_voxels": int(((true_parts > 0) & (pred_parts > 0)).sum()),
         "found_by_size": {name: {"found": c[0], "of": c[1]} for name, c in bands.items()},
         "predicted_lesions": int(n_pred), "false_positives": len(false),
         "false_positive_ml": [round(float(sizes[k] * voxel_ml), 3) for k in false],
+        **({"found_by_kind": {k: {"found": f, "of": n} for k, (f, n) in sorted(kinds.items())},
+            "found_visible_10mm": {"found": visible[0], "of": visible[1]}} if known is not None else {}),
     }
+
+
+def _describe(parts: np.ndarray, affine: np.ndarray, known: list[dict]) -> dict[int, dict]:
+    """The known lesion each true part holds: the one whose centre lies in it, else the part most of the voxels
+    within a lesion's radius of its centre belong to. A part several known lesions fall into (they touch) takes
+    the most visible one."""
+    inverse = np.linalg.inv(np.asarray(affine, float))
+    spacing = np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(0))
+    out: dict[int, dict] = {}
+    for lesion in known:
+        centre = (inverse @ np.append(lesion["centre_ras_mm"], 1.0))[:3]
+        reach = np.ceil(lesion.get("diameter_mm", 0) / 2 / spacing).astype(int)
+        box = tuple(slice(max(0, int(round(c)) - r), max(0, int(round(c)) + r + 1)) for c, r in zip(centre, reach))
+        inside = parts[box]
+        ids = inside[inside > 0]
+        if ids.size == 0:
+            continue
+        at = tuple(int(round(c)) for c in centre)
+        k = int(parts[at]) if all(0 <= a < n for a, n in zip(at, parts.shape)) and parts[at] else \
+            int(np.bincount(ids).argmax())
+        if k not in out or abs(lesion.get("contrast_hu", 0)) > abs(out[k].get("contrast_hu", 0)):
+            out[k] = lesion
+    return out

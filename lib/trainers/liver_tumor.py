@@ -51,10 +51,18 @@ from ..model.autocast import AutocastInferer, autocast_dtype, cpu_has_bf16
 from ..model.network import LABELS, NUM_CLASSES, build_unet
 from ..settings import Settings, crop_ratios, request_options
 from ..transforms.preprocess import HU_WINDOW, preprocessing
+from ..transforms.synthesis import SynthesizeTumoursd
 from . import pseudo_labels, rank_report, resume
 from .averaging import WeightAverage
 from .publish import PublishBest
-from .validation import FittedWindows, SelectClass, Validated
+from .validation import (
+    FalsePositiveLesions,
+    FittedWindows,
+    GlobalTumourDice,
+    LesionSensitivity,
+    SelectClass,
+    Validated,
+)
 
 logger = logging.getLogger(__name__)
 CHOICES = ("loss", "dataset", "dataloader", "tracking", "amp_dtype")  # config lists whose first item is the default
@@ -82,6 +90,10 @@ class LiverTumorTrain(BasicTrainTask):
                 "crop_size": settings.crop_size,
                 "crops_per_volume": settings.crops_per_volume,
                 "crop_ratios": settings.crop_ratios,
+                "synth_prob": settings.synth_prob,
+                "synth_lesions": list(settings.synth_lesions),
+                "synth_size_mm": list(settings.synth_size_mm),
+                "tumour_weight": settings.tumour_weight,
                 # StudyCache: pre-processed once per study, on disk between runs, in memory up to cache_mb
                 "dataset": ["StudyCache", "Dataset"],
                 "cache_mb": settings.cache_mb,
@@ -220,7 +232,9 @@ class LiverTumorTrain(BasicTrainTask):
 
     def loss_function(self, context: Context):
         if context.request["loss"] == "dicece":
-            return DiceCELoss(to_onehot_y=True, softmax=True)
+            weight = context.request["tumour_weight"]
+            return DiceCELoss(to_onehot_y=True, softmax=True,
+                              weight=torch.tensor([1.0, 1.0, weight]) if weight != 1 else None)
         return DiceLoss(to_onehot_y=True, softmax=True)
 
     def lr_scheduler_handler(self, context: Context):
@@ -257,13 +271,18 @@ class LiverTumorTrain(BasicTrainTask):
         ]
 
     def random_transforms(self, context: Context) -> list:
-        """At every step: crops, flips, rotations, intensity shift; on the GPU when training there."""
+        """At every step: crops, synthetic lesions painted into some (synth_prob), flips, rotations, intensity
+        shift; on the GPU when training there."""
         device = getattr(context, "device", None)
         to_device = [EnsureTyped(keys=("image", "label"), device=device, track_meta=True)] \
             if device is not None and torch.device(device).type == "cuda" else []
+        request = context.request
+        synthesis = [SynthesizeTumoursd(("image", "label"), request["synth_prob"], request["synth_lesions"],
+                                        request["synth_size_mm"])] if request["synth_prob"] > 0 else []
         return [
             *to_device,
             self._crop(context),
+            *synthesis,
             RandFlipd(keys=("image", "label"), spatial_axis=0, prob=0.1),
             RandFlipd(keys=("image", "label"), spatial_axis=1, prob=0.1),
             RandFlipd(keys=("image", "label"), spatial_axis=2, prob=0.1),
@@ -338,8 +357,11 @@ class LiverTumorTrain(BasicTrainTask):
         return Validated(AutocastInferer(inner, *self._autocast(context)), getattr(context, "average", None))
 
     def val_additional_metrics(self, context: Context):
-        return {f"val_{name}_dice": MeanDice(output_transform=SelectClass(c), include_background=True)
-                for name, c in LABELS.items()}
+        spacing = tuple(self.settings.spacing)
+        return {**{f"val_{name}_dice": MeanDice(output_transform=SelectClass(c), include_background=True)
+                   for name, c in LABELS.items()},
+                "val_tumour_global_dice": GlobalTumourDice(), "val_lesion_sensitivity": LesionSensitivity(spacing),
+                "val_false_positive_lesions": FalsePositiveLesions(spacing)}
 
     # ---- publishing, progress, resuming
     @property

@@ -1,15 +1,21 @@
 """How a training run validates: sliding windows fitted to each volume, on the averaged weights (or the network
-inside DistributedDataParallel), and Dice per class."""
+inside DistributedDataParallel), Dice per class, and the tumour's global Dice and lesion detection (as LiTS scores
+them, lib.metrics.lesions) on the working grid."""
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Any
 
+import numpy as np
 import torch
+from ignite.metrics import Metric
+from ignite.metrics.metric import reinit__is_reduced, sync_all_reduce
 from monai.handlers import from_engine
 from monai.inferers import Inferer, SlidingWindowInferer
 
 from .. import distributed
+from ..metrics.lesions import lesion_detection
 from ..transforms.preprocess import fitted_roi
 from .averaging import WeightAverage
 
@@ -50,3 +56,60 @@ class SelectClass:
     def __call__(self, output):
         preds, labels = from_engine(["pred", "label"])(output)
         return [p[self.c : self.c + 1] for p in preds], [y[self.c : self.c + 1] for y in labels]
+
+
+class _OverStudies(Metric):
+    """An ignite metric summed over the validation studies (and over ranks), from one-hot predictions and labels."""
+
+    def __init__(self) -> None:
+        super().__init__(output_transform=from_engine(["pred", "label"]))
+
+    @reinit__is_reduced
+    def reset(self) -> None:
+        self._sums = torch.zeros(2, dtype=torch.float64)
+
+    @reinit__is_reduced
+    def update(self, output) -> None:
+        for pred, label in zip(*output):
+            self._sums += torch.tensor(self.count(_classes(pred), _classes(label)), dtype=torch.float64)
+
+    @sync_all_reduce("_sums")
+    def compute(self) -> float:
+        numerator, denominator = self._sums.tolist()
+        return numerator / denominator if denominator else float("nan")
+
+    @abstractmethod
+    def count(self, pred: np.ndarray, label: np.ndarray) -> tuple[float, float]:
+        """(numerator, denominator) of one study."""
+
+
+def _classes(one_hot: torch.Tensor) -> np.ndarray:
+    return np.asarray(torch.as_tensor(one_hot).argmax(0).cpu(), dtype=np.uint8)
+
+
+class GlobalTumourDice(_OverStudies):
+    """Tumour Dice over all validation voxels together (LiTS' global Dice)."""
+
+    def count(self, pred, label):
+        a, b = pred == 2, label == 2
+        return 2.0 * float((a & b).sum()), float(a.sum() + b.sum())
+
+
+class LesionSensitivity(_OverStudies):
+    """The share of true lesions of 10 mm or more that a predicted tumour overlaps."""
+
+    def __init__(self, spacing: tuple[float, ...]) -> None:
+        super().__init__()
+        self.affine = np.diag([*spacing, 1.0])
+
+    def count(self, pred, label):
+        found = lesion_detection(pred, label, self.affine)["found_by_size"]
+        bands = [v for k, v in found.items() if not k.startswith("under")]
+        return float(sum(b["found"] for b in bands)), float(sum(b["of"] for b in bands))
+
+
+class FalsePositiveLesions(LesionSensitivity):
+    """Predicted lesions that overlap no true one, per validation study."""
+
+    def count(self, pred, label):
+        return float(lesion_detection(pred, label, self.affine)["false_positives"]), 1.0

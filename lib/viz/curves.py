@@ -15,7 +15,8 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from ..data.atomic import write_atomic  # noqa: E402
 
 SERIES = {"val_liver_dice": ("liver Dice", "#2e7d32"), "val_tumour_dice": ("tumour Dice", "#c62828"),
-          "val_mean_dice": ("mean Dice", "#555555")}
+          "val_tumour_global_dice": ("tumour Dice, global", "#ef9a9a"),
+          "val_lesion_sensitivity": ("lesions >= 10 mm found", "#6a1b9a"), "val_mean_dice": ("mean Dice", "#555555")}
 
 
 def plot_history(history: Sequence[dict], out: Path, title: str = "training") -> Path:
@@ -33,7 +34,7 @@ def plot_history(history: Sequence[dict], out: Path, title: str = "training") ->
     for h in history:
         if h.get("published"):
             ax_dice.axvline(h["epoch"], color="#999999", lw=0.6, ls=":")
-    ax_dice.set(xlabel="epoch  (dotted: a model was published)", ylabel="validation Dice", ylim=(0, 1),
+    ax_dice.set(xlabel="epoch  (dotted: a model was published)", ylabel="validation Dice, sensitivity", ylim=(0, 1),
                 title="validation")
     for ax in (ax_loss, ax_dice):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -1,5 +1,6 @@
 """A montage of studies for a quick look: per study an axial and a coronal slice through the liver, in the
-radiological convention (patient's right on the left, anterior up), abdominal window, label outlines."""
+radiological convention (patient's right on the left, anterior up), abdominal window, label outlines (and, where
+a ground truth is given, its tumours dashed, to hold predicted lesions against them)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from ..data.atomic import write_atomic  # noqa: E402
 
 WINDOW = (-160.0, 240.0)  # level 40, width 400
 COLOURS = {1: "#39d353", 2: "#ff4d4d"}
+TRUTH_TUMOUR = "#ffd600"
 
 
 def _axial(a: np.ndarray, k: int) -> np.ndarray:
@@ -36,20 +38,22 @@ def _centre(label: np.ndarray | None, shape) -> tuple[int, int]:
     return int(np.argmax(weight.sum(axis=(0, 2)))), int(np.argmax(weight.sum(axis=(0, 1))))
 
 
-def montage(rows: Sequence[tuple[str, Path, Path | None]], out: Path, title: str | None = None) -> Path:
-    """Write a PNG with one row (axial, coronal) per (name, image path, label path or None)."""
+def montage(rows: Sequence[tuple], out: Path, title: str | None = None) -> Path:
+    """Write a PNG with one row (axial, coronal) per (name, image path, label path or None[, truth path])."""
     if not rows:
         raise ValueError("nothing to show: no studies")
     fig, axes = plt.subplots(len(rows), 2, figsize=(8, 3.6 * len(rows)), squeeze=False,
                              gridspec_kw={"width_ratios": [1, 1]})
-    for (name, image_path, label_path), (ax_a, ax_c) in zip(rows, axes):
+    for (name, image_path, label_path, *truth_path), (ax_a, ax_c) in zip(rows, axes):
         img = nib.as_closest_canonical(nib.load(str(image_path)))
         data = np.asanyarray(img.dataobj).astype(np.float32)
-        label = None
+        label = truth = None
         if label_path is not None:
             label = np.asanyarray(nib.as_closest_canonical(nib.load(str(label_path))).dataobj).astype(np.uint8)
+        if truth_path and truth_path[0] is not None:
+            truth = np.asanyarray(nib.as_closest_canonical(nib.load(str(truth_path[0]))).dataobj).astype(np.uint8)
         dx, dy, dz = img.header.get_zooms()[:3]
-        j, k = _centre(label, data.shape)
+        j, k = _centre(truth if truth is not None else label, data.shape)
         views = ((ax_a, _axial, dy / dx, f"axial {k}"), (ax_c, _coronal, dz / dx, f"coronal {j}"))
         for ax, view, aspect, where in views:
             idx = k if view is _axial else j
@@ -60,6 +64,9 @@ def montage(rows: Sequence[tuple[str, Path, Path | None]], out: Path, title: str
                 for value, colour in COLOURS.items():
                     if (sl == value).any():
                         ax.contour((sl == value).astype(float), levels=[0.5], colors=colour, linewidths=0.8)
+            if truth is not None and (view(truth, idx) == 2).any():
+                ax.contour((view(truth, idx) == 2).astype(float), levels=[0.5], colors=TRUTH_TUMOUR, linewidths=0.8,
+                           linestyles="dashed")
             ax.set_title(f"{name}  {where}", fontsize=8)
             ax.set_xticks([])
             ax.set_yticks([])

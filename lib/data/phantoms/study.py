@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -155,6 +156,29 @@ def generate_study(seed: int, index: int, preset: str = "small", with_tissue: bo
         "tumours": tumours,
     }
     return Study(params["id"], nifti_image(image, final_affine), nifti_image(label, final_affine), params, tissue)
+
+
+def tumours_in_world(seed: int, index: int) -> list[dict]:
+    """A study's tumours as its JSON describes them, each with its centre in world (RAS) millimetres: where it
+    lies in the image, whatever the preset, the grid or the storage order."""
+    anatomy, acq, _ = plan(seed, index)
+    out = []
+    for t in anatomy.tumours:
+        lps = np.asarray(t.centre_mm) + np.asarray(acq.world_offset)
+        out.append({**t.describe(), "centre_ras_mm": [float(-lps[0]), float(-lps[1]), float(lps[2])]})
+    return out
+
+
+def known_tumours(image: Path) -> list[dict] | None:
+    """The tumours of a phantom written by write_study (its JSON beside the image), None for any other study."""
+    params = Path(str(image).removesuffix(".nii.gz") + ".json")
+    try:
+        meta = json.loads(params.read_text())
+        generator = meta["generator"]["name"]
+        seed, index = int(meta["seed"]), int(meta["index"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return tumours_in_world(seed, index) if generator == "lib.data.phantoms" else None
 
 
 def study_paths(out_dir: Path, sid: str) -> dict[str, Path]:

@@ -1,4 +1,5 @@
-"""Liver tumours: number, size, shape, position and enhancement pattern across contrast phases."""
+"""Liver tumours of a phantom: how many, where, and how they are painted; each one drawn from the lesion model
+shared with tumour synthesis (lib.data.phantoms.lesions)."""
 
 from __future__ import annotations
 
@@ -6,23 +7,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .canvas import Canvas, Ellipsoid, rotation
+from .canvas import Canvas, Ellipsoid
+from .lesions import Look, draw_kind_and_size, draw_look, draw_shape, hu_of, part_of, sdf
 from .liver import Liver
 from .organs import Organs
 from .tissues import DISPLACEABLE, LIVER_TISSUES, MAX_TUMOURS, PHASES, TUMOUR_BASE
-
-KINDS = ("hypovascular", "hypervascular", "subtle")
-
-# HU of a tumour relative to the liver, per phase (non-contrast, arterial, portal venous): (low, high)
-CONTRAST = {
-    # metastases (colorectal, pancreatic...): hypodense, most of all in the portal venous phase
-    "hypovascular": ((-15, -5), (-35, -15), (-65, -30)),
-    # hepatocellular carcinoma and hypervascular metastases: arterial wash-in, portal venous wash-out
-    "hypervascular": ((-12, -3), (25, 60), (-28, -8)),
-}
-RIM = ((-6, 0), (12, 38), (4, 22))  # enhancing rim relative to the liver
-NECROSIS_HU = (8, 30)  # necrotic core, absolute HU in every phase
-SUBTLE_CNR = (0.5, 1.4)  # contrast-to-noise ratio of the barely visible ones
 
 
 @dataclass(frozen=True)
@@ -40,11 +29,13 @@ class Tumour:
     heterogeneity_hu: float
     parts: tuple[Ellipsoid, ...]
 
+    @property
+    def look(self) -> Look:
+        return Look(self.rim_mm, self.necrosis, self.contrast_hu, self.rim_hu, self.necrosis_hu,
+                    self.heterogeneity_hu)
+
     def sdf(self, X, Y, Z):
-        f = self.parts[0].sdf(X, Y, Z)
-        for p in self.parts[1:]:
-            f = np.minimum(f, p.sdf(X, Y, Z))
-        return f
+        return sdf(self.parts, X, Y, Z)
 
     def describe(self) -> dict:
         d = asdict(self)
@@ -88,8 +79,7 @@ def sample_tumours(rng: np.random.Generator, liver: Liver, organs: Organs, phase
     d_max = 80.0 if count <= 3 else (45.0 if count <= 10 else 25.0)
     tumours = []
     for _ in range(count):
-        kind = KINDS[int(rng.choice(3, p=[0.5, 0.3, 0.2]))]
-        d = float(np.exp(rng.uniform(np.log(3.0), np.log(d_max))))
+        kind, d = draw_kind_and_size(rng, d_max)
         r = d / 2
         surface = bool(rng.uniform() < 0.2)
         pts = (_points_in_liver(rng, liver, organs, 1, -0.3 * r, 0.1 * r, r) if surface
@@ -99,33 +89,16 @@ def sample_tumours(rng: np.random.Generator, liver: Liver, organs: Organs, phase
         if len(pts) == 0:
             continue
         c = pts[0]
-        lobulated = bool(rng.uniform() < 0.5 and d > 8)
-        if lobulated:
-            parts = [Ellipsoid(tuple(c), (r * 0.8,) * 3)]
-            for _ in range(int(rng.integers(2, 5))):
-                u = rng.normal(size=3)
-                u /= np.linalg.norm(u)
-                parts.append(Ellipsoid(tuple(c + u * r * rng.uniform(0.3, 0.5)), (r * rng.uniform(0.45, 0.65),) * 3))
-        else:
-            axes = tuple(float(r * rng.uniform(0.85, 1.15)) for _ in range(3))
-            parts = [Ellipsoid(tuple(c), axes, rotation(rng.uniform(0, 180, 3)))]
-
-        rim = float(rng.uniform(2, 4)) if d > 12 and kind != "subtle" and rng.uniform() < 0.45 else 0.0
-        necrosis = float(rng.uniform(0.3, 0.6)) if d > 30 and rng.uniform() < 0.6 else 0.0
-        if kind == "subtle":
-            contrast = float(rng.uniform(*SUBTLE_CNR) * noise_sd * (-1 if rng.uniform() < 0.75 else 1))
-        else:
-            contrast = float(rng.uniform(*CONTRAST[kind][p]))
-        tumours.append(Tumour(
-            kind, d, tuple(float(v) for v in c), lobulated, surface, rim, necrosis, contrast,
-            float(rng.uniform(*RIM[p])), float(rng.uniform(*NECROSIS_HU)),
-            float(rng.uniform(1, 3) if kind == "subtle" else rng.uniform(3, 8)), tuple(parts)))
+        lobulated, parts = draw_shape(rng, c, d)
+        look = draw_look(rng, kind, d, p, noise_sd)
+        tumours.append(Tumour(kind, d, tuple(float(v) for v in c), lobulated, surface, look.rim_mm, look.necrosis,
+                              look.contrast_hu, look.rim_hu, look.necrosis_hu, look.heterogeneity_hu, parts))
     return tumours
 
 
 def tumour_hu(t: Tumour, liver_hu: float) -> tuple[float, float, float]:
     """HU of a tumour's viable part, rim and necrotic core."""
-    return liver_hu + t.contrast_hu, liver_hu + t.rim_hu, t.necrosis_hu
+    return hu_of(t.look, liver_hu)
 
 
 def paint_tumours(tumours: list[Tumour], cv: Canvas) -> None:
@@ -147,9 +120,4 @@ def paint_tumours(tumours: list[Tumour], cv: Canvas) -> None:
         if t.surface:  # a superficial tumour pushes the liver capsule out into the fat around it
             ok |= displaceable[target] & (cv.liver_sdf[reg.slices] < 0.5 * radius)
         inside = (f < 0) & ok
-        part = np.zeros(f.shape, np.uint8)
-        if t.rim_mm:
-            part[f > -t.rim_mm] = 1
-        if t.necrosis:
-            part[f < -radius * (1 - t.necrosis)] = 2
-        target[inside] = (TUMOUR_BASE + 3 * i + part)[inside]
+        target[inside] = (TUMOUR_BASE + 3 * i + part_of(f, t.look, t.diameter_mm))[inside]

@@ -1,0 +1,140 @@
+"""Tumour synthesis on the fly: lesions painted into the liver of a training crop, their label set to 2.
+
+Each lesion is drawn from the model the phantom generator draws its tumours from (lib.data.phantoms.lesions: kind, size,
+shape, rim, necrosis, contrast per phase, texture), placed deep in the liver or (one in five) at its surface, and
+painted as a change of CT number on top of what is there, so that the scan's own noise and texture stay: partial
+volume at its edge (the fraction of each voxel it covers, 2 x 2 x 2 samples a voxel), its texture, and, for the
+barely visible kind, a contrast set from the noise measured in that liver. It works on any CT with a liver label:
+phantoms, real CT with a liver mask, and studies whose real tumours (label 2) stay as they are. It is not drawn
+outside the liver: a superficial lesion is cut at the capsule here, where the phantoms' bulge out.
+
+MONAI has transforms that paste or blend given patches, none that draws lesions from such a model.
+"""
+
+from __future__ import annotations
+
+from typing import Hashable, Sequence
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from monai.transforms import MapTransform, RandomizableTransform
+from scipy import ndimage
+
+from ..data.phantoms.lesions import draw_kind_and_size, draw_look, draw_shape, part_of, sdf
+from ..data.phantoms.tissues import PHASES
+from .preprocess import HU_WINDOW
+
+PHASE_ODDS = (0.2, 0.3, 0.5)  # non-contrast, arterial, portal venous: the phase is not known from a crop
+SURFACE_ODDS = 0.2
+SAMPLES = 2  # per voxel and axis, for partial volume at the edge
+MIN_LIVER_VOXELS = 500
+
+
+class SynthesizeTumoursd(RandomizableTransform, MapTransform):
+    def __init__(self, keys: Sequence[Hashable] = ("image", "label"), prob: float = 0.5,
+                 lesions: tuple[int, int] = (1, 3), size_mm: tuple[float, float] = (5.0, 40.0),
+                 window: tuple[float, float] = HU_WINDOW) -> None:
+        """keys: the image (1, X, Y, Z), windowed to 0..1 over `window` HU, and its label 0/1/2. prob: the chance
+        a crop gets lesions; lesions: how many (at least, at most); size_mm: their diameters."""
+        MapTransform.__init__(self, keys)
+        RandomizableTransform.__init__(self, prob)
+        self.image_key, self.label_key = keys
+        self.lesions, self.size_mm, self.window = lesions, size_mm, window
+
+    def __call__(self, data):
+        d = dict(data)
+        self.randomize(None)
+        if not self._do_transform:
+            return d
+        image, label = d[self.image_key], d[self.label_key]
+        liver = np.asarray(torch.as_tensor(label)[0].cpu()) == 1
+        if liver.sum() < MIN_LIVER_VOXELS:
+            return d
+        spacing = tuple(float(s) for s in image.pixdim[:3]) if isinstance(image, MetaTensor) else (1.0,) * 3
+        rng = np.random.default_rng(self.R.randint(2**31))
+        lo, hi = self.window
+        hu = np.asarray(torch.as_tensor(image)[0].float().cpu()) * (hi - lo) + lo
+        painted = paint(rng, hu, liver, spacing, int(rng.integers(self.lesions[0], self.lesions[1] + 1)),
+                        self.size_mm)
+        out_image = torch.as_tensor(np.clip((painted.hu - lo) / (hi - lo), 0, 1)[None], dtype=torch.float32)
+        new_label = np.asarray(torch.as_tensor(label).cpu()).copy()
+        new_label[0][painted.tumour] = 2
+        d[self.image_key] = _like(image, out_image)
+        d[self.label_key] = _like(label, torch.as_tensor(new_label))
+        return d
+
+
+def _like(original, tensor: torch.Tensor):
+    tensor = tensor.to(dtype=torch.as_tensor(original).dtype, device=torch.as_tensor(original).device)
+    return MetaTensor(tensor, meta=original.meta) if isinstance(original, MetaTensor) else tensor
+
+
+class Painted:
+    def __init__(self, hu: np.ndarray, tumour: np.ndarray, lesions: list[dict]) -> None:
+        self.hu, self.tumour, self.lesions = hu, tumour, lesions
+
+
+def noise_sd(hu: np.ndarray, liver: np.ndarray) -> float:
+    """The noise in the liver: the spread of each voxel around its 3 x 3 x 3 mean (which the liver's own slow
+    variations hardly touch), as a standard deviation."""
+    residual = hu - ndimage.uniform_filter(hu, 3)
+    inner = ndimage.binary_erosion(liver, iterations=2)
+    values = residual[inner if inner.sum() > 100 else liver]
+    return float(1.4826 * np.median(np.abs(values - np.median(values))) * np.sqrt(27 / 26))
+
+
+def paint(rng: np.random.Generator, hu: np.ndarray, liver: np.ndarray, spacing: Sequence[float], count: int,
+          size_mm: tuple[float, float]) -> Painted:
+    """`count` lesions painted into the liver of a volume of CT numbers (a copy); where they are (>= half a voxel
+    covered) and what they were."""
+    hu = hu.copy()
+    tumour = np.zeros(hu.shape, bool)
+    spacing = np.asarray(spacing, float)
+    liver_hu = float(np.median(hu[liver]))
+    sd = noise_sd(hu, liver)
+    depth = ndimage.distance_transform_edt(liver, sampling=spacing)  # mm to the capsule, inside the liver
+    phase = int(rng.choice(3, p=list(PHASE_ODDS)))
+    lesions = []
+    for _ in range(count):
+        kind, diameter = draw_kind_and_size(rng, size_mm[1], size_mm[0])
+        r = diameter / 2
+        surface = bool(rng.uniform() < SURFACE_ODDS)
+        where = np.argwhere((depth > 0) & (depth <= 0.3 * r) if surface else depth >= 0.7 * r)
+        if len(where) == 0:
+            where = np.argwhere(depth >= 0.7 * depth.max())  # a small liver: as deep as it goes
+        centre_voxel = where[int(rng.integers(len(where)))]
+        centre = centre_voxel * spacing
+        lobulated, parts = draw_shape(rng, centre, diameter)
+        look = draw_look(rng, kind, diameter, phase, sd)
+        reach = np.ceil(1.3 * r / spacing).astype(int) + 1
+        box = tuple(slice(max(0, c - n), min(s, c + n + 1)) for c, n, s in zip(centre_voxel, reach, hu.shape))
+        cover, delta = _rasterise(parts, look, diameter, box, spacing, liver_hu)
+        cover = cover * liver[box]
+        texture = ndimage.gaussian_filter(rng.standard_normal(cover.shape), 1.5)
+        texture *= look.heterogeneity_hu / (texture.std() + 1e-6)
+        hu[box] += cover * (delta + texture)
+        tumour[box] |= cover >= 0.5
+        lesions.append({"kind": kind, "phase": PHASES[phase], "diameter_mm": round(diameter, 1),
+                        "centre_voxel": centre_voxel.tolist(), "lobulated": lobulated, "surface": surface,
+                        "look": look})
+    return Painted(hu, tumour, lesions)
+
+
+def _rasterise(parts, look, diameter: float, box: tuple[slice, ...], spacing: np.ndarray, liver_hu: float
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Per voxel of the box: the fraction the lesion covers, and the mean change of CT number over that part
+    (viable, rim, necrotic core)."""
+    offsets = (np.arange(SAMPLES) + 0.5) / SAMPLES - 0.5
+    axes = [((np.arange(b.start, b.stop)[:, None] + offsets[None]) * s).ravel() for b, s in zip(box, spacing)]
+    X, Y, Z = axes[0][:, None, None], axes[1][None, :, None], axes[2][None, None, :]
+    field = sdf(parts, X, Y, Z)
+    change = np.array([look.contrast_hu, look.rim_hu, look.necrosis_hu - liver_hu], np.float32)
+    inside = field < 0
+    delta_fine = np.where(inside, change[part_of(field, look, diameter)], 0.0)
+    shape = tuple(b.stop - b.start for b in box)
+    fine = (shape[0], SAMPLES, shape[1], SAMPLES, shape[2], SAMPLES)
+    cover = inside.reshape(fine).mean(axis=(1, 3, 5))
+    total = delta_fine.reshape(fine).sum(axis=(1, 3, 5)) / SAMPLES**3
+    delta = np.divide(total, cover, out=np.zeros_like(total), where=cover > 0)
+    return cover.astype(np.float32), delta.astype(np.float32)

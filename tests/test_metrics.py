@@ -1,0 +1,67 @@
+"""Dice and lesion detection on hand-made volumes whose answers are known."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lib.metrics.dice import dice, whole_liver_dice
+from lib.metrics.evaluate import summarise
+from lib.metrics.lesions import equivalent_diameter_mm, lesion_detection
+
+AFFINE = np.diag([1.0, 1.0, 1.0, 1.0])
+
+
+def ball(shape, centre, radius) -> np.ndarray:
+    grid = np.indices(shape)
+    return sum((g - c) ** 2 for g, c in zip(grid, centre)) <= radius**2
+
+
+def test_two_lesions_one_found_one_false_positive():
+    truth = np.ones((60, 60, 60), np.uint8)
+    truth[ball(truth.shape, (15, 15, 15), 7)] = 2  # 1.4 mL, 14 mm across
+    truth[ball(truth.shape, (45, 45, 45), 3)] = 2  # 0.1 mL: under 10 mm
+    pred = np.ones_like(truth)
+    pred[ball(truth.shape, (17, 15, 15), 6)] = 2  # overlaps the first
+    pred[ball(truth.shape, (45, 15, 45), 3)] = 2  # overlaps nothing
+    found = lesion_detection(pred, truth, AFFINE)
+    assert found["true_lesions"] == 2 and found["found"] == 1 and found["predicted_lesions"] == 2
+    assert found["found_by_size"]["10 to 20 mm"] == {"found": 1, "of": 1}
+    assert found["found_by_size"]["under 10 mm"] == {"found": 0, "of": 1}
+    assert found["false_positives"] == 1 and abs(found["false_positive_ml"][0] - 0.123) < 0.01
+    assert found["tumour_overlap_voxels"] == int(((pred == 2) & (truth == 2)).sum())
+
+
+def test_touching_lesions_are_one_and_one_prediction_finds_both():
+    truth = np.ones((50, 50, 50), np.uint8)
+    truth[ball(truth.shape, (20, 25, 25), 6)] = 2
+    truth[ball(truth.shape, (31, 25, 25), 5)] = 2  # touches the first: one 26-connected lesion
+    pred = np.ones_like(truth)
+    pred[ball(truth.shape, (20, 25, 25), 3)] = 2
+    found = lesion_detection(pred, truth, AFFINE)
+    assert found["true_lesions"] == 1 and found["found"] == 1 and found["false_positives"] == 0
+    apart = np.ones_like(truth)
+    apart[ball(truth.shape, (12, 25, 25), 4)] = 2
+    apart[ball(truth.shape, (38, 25, 25), 4)] = 2
+    both = np.ones_like(truth)
+    both[8:43, 22:29, 22:29] = 2  # one prediction across both
+    found = lesion_detection(both, apart, AFFINE)
+    assert found["true_lesions"] == 2 and found["found"] == 2 and found["predicted_lesions"] == 1
+
+
+def test_sizes_dice_and_their_summary():
+    assert abs(equivalent_diameter_mm(4 / 3 * np.pi * 5**3 / 1000) - 10.0) < 1e-9
+    truth = np.zeros((20, 20, 20), np.uint8)
+    truth[5:15, 5:15, 5:15] = 1
+    truth[8:12, 8:12, 8:12] = 2
+    pred = truth.copy()
+    pred[5:7] = 0
+    assert dice(pred, truth, 2) == 1.0 and abs(dice(pred, truth, 1) - 2 * 736 / (736 + 936)) < 1e-9
+    assert whole_liver_dice(pred, truth) == 2 * 800 / 1800 and dice(pred, truth * 0, 2) == 0.0
+    rows = [{"liver_dice": 0.9, "tumour_dice": 0.5, "whole_liver_dice": 0.95, "seconds": 1.0,
+             "lesions": lesion_detection(pred, truth, AFFINE)},
+            {"liver_dice": 0.7, "tumour_dice": None, "whole_liver_dice": 0.85, "seconds": 3.0,
+             "lesions": lesion_detection(np.zeros_like(truth), np.zeros_like(truth), AFFINE)}]
+    summary = summarise(rows)
+    assert summary["liver_dice"] == 0.8 and summary["tumour_dice"] == 0.5 and summary["tumour_cases"] == 1
+    assert summary["tumour_global_dice"] == 1.0 and summary["mean_seconds"] == 2.0
+    assert summary["false_positives_per_study"] == 0.0
