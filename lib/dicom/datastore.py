@@ -30,17 +30,20 @@ class SegDICOMWebDatastore(AtomicWrites, DICOMWebDatastore):
         if image_id not in self.list_images():
             raise NotFound(f"no series {image_id!r} on the DICOMweb server")
         image_uri = self.get_image_uri(image_id)  # fetched into the cache and converted, once
-        converted = ""
+        converted = []
         if label_filename.endswith(".bin"):  # OHIF sends raw voxels
-            converted = label_filename = binary_to_image(image_uri, label_filename)
+            label_filename = binary_to_image(image_uri, label_filename)
+            converted.append(label_filename)
         try:
-            self.check_label(image_id, label_filename, label_info)
+            checked = self.check_label(image_id, label_filename, label_info)
+            if checked != label_filename:
+                converted.append(checked)
             if label_tag == DefaultLabelTag.FINAL:
-                label_info = {**label_info, **self._upload_seg(image_id, label_filename)}
-            return self.store_label(image_id, label_filename, label_tag, label_info)
+                label_info = {**label_info, **self._upload_seg(image_id, checked)}
+            return self.store_label(image_id, checked, label_tag, label_info)
         finally:
-            if converted:
-                os.unlink(converted)
+            for path in converted:
+                os.unlink(path)
 
     def _upload_seg(self, image_id: str, label_filename: str) -> dict[str, Any]:
         series_dir = Path(self._datastore.image_path()) / image_id
