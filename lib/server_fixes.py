@@ -28,6 +28,7 @@ from monailabel.utils.others.generic import file_checksum
 
 from .data.atomic import copy_file
 from .errors import InvalidInput, NotFound
+from .serving.off_loop import run_endpoints_in_threads
 
 MONAI_LABEL_VERSION = "0.8.5"  # the release every patch below was written for and tested on
 
@@ -62,7 +63,7 @@ def _validate_tokens_with_rs256(app: FastAPI) -> None:
 
 
 # ---- model upload
-async def _update_model(model: str, file: UploadFile,
+def _update_model(model: str, file: UploadFile,
                         user: auth.User = Depends(auth.RBAC(settings.MONAI_LABEL_AUTH_ROLE_ANNOTATOR))) -> dict:
     from monailabel.interfaces.utils.app import app_instance
 
@@ -92,7 +93,7 @@ def _checked_model_upload(app: FastAPI) -> None:
 
 
 # ---- train requests
-async def _train_model(model: str, params: dict | None = None, run_sync: bool = False, enqueue: bool = False,
+def _train_model(model: str, params: dict | None = None, run_sync: bool = False, enqueue: bool = False,
                        user: auth.User = Depends(auth.RBAC(settings.MONAI_LABEL_AUTH_ROLE_ADMIN))) -> dict:
     from monailabel.endpoints.train import run_model
     from monailabel.interfaces.utils.app import app_instance
@@ -108,6 +109,11 @@ def _checked_train_request(app: FastAPI) -> None:
 
 
 PATCHES = (
+    Patch("endpoints in worker threads",
+          "the endpoints are `async def` yet do their work synchronously (inference, label checks, next-sample), so "
+          "they run on the event loop and one inference held every other request, /info included, for its whole "
+          "length; here those that never await run in FastAPI's thread pool (lib.serving.off_loop)",
+          run_endpoints_in_threads),
     Patch("malformed JSON is a 422",
           "malformed JSON in a request's `params` (or an info field) is parsed inside the endpoints with "
           "json.loads and answered 500; here it is a 422 naming the problem", _answer_malformed_json),

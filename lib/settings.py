@@ -117,6 +117,9 @@ class Settings:
         "windows per axis (fit_windows false keeps them at this size)", multiples_of_16, ["infer"]))
     sw_overlap: float = field(default=0.25, metadata=_option("sliding-window overlap", fraction, ["infer"]))
     sw_batch_size: int = field(default=1, metadata=_option("windows per forward pass", at_least(1), ["infer"]))
+    infer_concurrency: int = field(default=1, metadata=_option(
+        "inferences run at a time on each device; more wait their turn (each already uses every CPU core)",
+        at_least(1)))
     amp: bool = field(default=True, metadata=_option("mixed precision on CUDA (inference and training)",
                                                       request=["train"]))
     cpu_bf16: bool = field(default=True, metadata=_option(

@@ -231,10 +231,15 @@ def test_strategies_pick_unlabelled_studies_and_say_why(server):
     assert list(strategies)[0] == DEFAULT_STRATEGY
     assert {"random", "first", "mc_dropout", "uncertain_diverse", "cold_start"} <= set(strategies)
 
+    # the uncertainty strategies rank by scores computed beforehand (tests/test_server_responsive.py: before then)
+    r = client.post("/scoring/mc_dropout?run_sync=true")  # scored in a process of its own, as MONAI Label does
+    assert r.status_code == 200, r.text
+    ds.refresh()
     # mc_dropout: the most uncertain, its scores cached per model version; the same client may be offered it again
     pick = client.post("/activelearning/mc_dropout", json={"client_id": "m"}).json()
     scores = {row["id"]: row["score"] for row in pick["why"]["top"]}
     assert pick["id"] in unlabelled and pick["id"] == max(scores, key=scores.get) and 0 <= pick["score"] <= 1
+    assert pick["why"]["scoring"]["scored"] == 12 and "fallback" not in pick["why"]
     info = ds.get_image_info(pick["id"])["mc_dropout"]
     assert info["model"] == app.models["liver_tumor"].scorer.version() and len(info["embedding"]) == 256
     again = client.post("/activelearning/mc_dropout", json={"client_id": "m"}).json()

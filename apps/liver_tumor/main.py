@@ -6,6 +6,7 @@ name); this file wires them into the server and turns unusable requests into 4xx
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -33,6 +34,9 @@ from lib.dicom.dicomweb import dicomweb_client
 from lib.errors import InvalidInput, NotFound
 from lib.infers.batch import BatchInfer
 from lib.preannotate import choice
+from lib.scoring.background import BackgroundScorer
+from lib.serving.shutdown import Shutdown
+from lib.serving.slots import InferenceSlots
 from lib.settings import Settings
 from lib.trainers import pseudo_labels
 from lib.trainers.retrain import RetrainTrigger
@@ -62,6 +66,7 @@ class LiverTumorApp(MONAILabelApp):
         self.model_dir = os.path.join(app_dir, "model")
         self.models: dict[str, TaskConfig] = {}
         self._picking = threading.Lock()
+        self.slots = InferenceSlots(self.settings.infer_concurrency)
         for c in sorted(get_class_names(lib.configs, "TaskConfig")):
             name = c.split(".")[-2].lower()
             module, cls = c.rsplit(".", 1)
@@ -76,6 +81,10 @@ class LiverTumorApp(MONAILabelApp):
             description="3D UNet segmenting the liver and liver tumours in abdominal CT, with active learning",
             version=monailabel.__version__,
         )
+        scoring = self._scoring_methods
+        self.background = (BackgroundScorer(self.models["liver_tumor"].scorer, self.datastore, self.slots,
+                                            scoring.get("label_change")) if "mc_dropout" in scoring else None)
+        self.shutdown = Shutdown()
         self.retrain = RetrainTrigger(self.settings.retrain_every, os.path.join(self.model_dir, "retrain.json"),
                                       count_final=lambda: len(self.datastore().get_labeled_images()),
                                       busy=_training_busy, start=self._start_training)
@@ -88,6 +97,18 @@ class LiverTumorApp(MONAILabelApp):
             from monailabel.app import app  # the FastAPI app being started (imported by then)
 
             server_fixes.install(app)
+            if self.background is not None:
+                self.shutdown.on_start(lambda: self.background.stop(timeout=0))
+            self.shutdown.install()
+
+    def async_scoring(self, method, params=None):
+        """MONAI Label starts a scoring subprocess per method here (at start-up, after each training run and each
+        next-sample); in the server, the background scorer does that work (lib.scoring.background) and is woken.
+        Elsewhere (a training subprocess, which would ask the server over HTTP) nothing: the server's scorer
+        notices a new model by its version."""
+        if self._server_mode and self.background is not None:
+            self.background.wake(label_change=method in (None, "label_change"))
+        return {}
 
     def init_datastore(self) -> Datastore:
         if self.studies.startswith(("http://", "https://")):
@@ -143,7 +164,8 @@ class LiverTumorApp(MONAILabelApp):
         if chosen["model"] in self._infers:
             self._infers = {chosen["model"]: self._infers[chosen["model"]],
                             **{k: v for k, v in self._infers.items() if k != chosen["model"]}}
-        return {**super().info(), "preannotation": chosen}
+        scorer = self.models["liver_tumor"].scorer
+        return {**super().info(), "preannotation": chosen, "background_scoring": scorer.progress(self.datastore())}
 
     def preannotation(self) -> dict[str, Any]:
         available = [name for name, task in self._infers.items() if task.info()["model"]["available"]]
@@ -198,7 +220,9 @@ class LiverTumorApp(MONAILabelApp):
             check_id(image)  # an id, not a path: nothing outside the datastore is read
             if image not in (datastore or self.datastore()).list_images():
                 raise NotFound(f"no image {image!r} in the datastore")
-        return super().infer(request, datastore)
+        device = str(request.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
+        # infer_concurrency at a time per device, on the device's own threads; the others wait their turn
+        return self.slots.run(device, functools.partial(super().infer, request, datastore))
 
     def train(self, request: dict[str, Any]):
         self.check_train_request(request.get("model"), request)

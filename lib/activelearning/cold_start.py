@@ -4,13 +4,14 @@ so that the first labels cover the variety of the datastore (contrast phases, fa
 
 from __future__ import annotations
 
-import numpy as np
 from monailabel.interfaces.datastore import Datastore
 
 from ..scoring.mc_dropout import UncertaintyScorer
 from .base import WindowedStrategy
 from .candidates import answer, requested_count
-from .k_centre import k_centre_greedy
+from .fallback import unscored_picks
+
+FEATURE_BUDGET_S = 1.0  # features missing from the cache (the background scorer makes them) computed per request
 
 
 class ColdStart(WindowedStrategy):
@@ -21,8 +22,8 @@ class ColdStart(WindowedStrategy):
                          "features)", window_s, scorer)
 
     def pick(self, images: list[str], covered: list[str], request: dict, datastore: Datastore) -> dict:
-        feats = {i: self.scorer.image_features(i, datastore) for i in images + covered}
-        existing = np.array([feats[i] for i in covered]) if covered else None
-        picks = k_centre_greedy(np.array([feats[i] for i in images]), existing, requested_count(request))
-        return answer(self.name, [(images[k], {"distance": round(d, 4)}) for k, d in picks],
-                      candidates=len(images), covered=len(covered))
+        picks = unscored_picks(images, covered, requested_count(request), datastore, self.scorer, FEATURE_BUDGET_S)
+        progress = self.scorer.progress(datastore)
+        return answer(self.name, picks, candidates=len(images), covered=len(covered),
+                      image_features=f"{progress['image_features']} of {progress['total']} studies "
+                                     f"(background scoring: {progress['activity']})")

@@ -11,6 +11,7 @@ from monailabel.interfaces.datastore import Datastore
 from ..scoring.mc_dropout import UncertaintyScorer
 from .base import WindowedStrategy
 from .candidates import answer, requested_count
+from .fallback import scoring_note, unscored_picks
 from .k_centre import k_centre_greedy
 
 
@@ -22,11 +23,20 @@ class UncertainDiverse(WindowedStrategy):
                          "labelled studies and those other annotators hold count as covered", window_s, scorer)
 
     def pick(self, images: list[str], covered: list[str], request: dict, datastore: Datastore) -> dict:
-        scored = {i: self.scorer.score(i, datastore) for i in images + covered}
-        feats = np.array([scored[i]["embedding"] for i in images])
-        existing = np.array([scored[i]["embedding"] for i in covered]) if covered else None
-        weights = np.array([scored[i]["score"] for i in images])
-        picks = k_centre_greedy(feats, existing, requested_count(request), weights)
-        return answer(self.name,
-                      [(images[k], {"score": scored[images[k]]["score"], "distance": round(d, 4)}) for k, d in picks],
-                      model=self.scorer.version(), candidates=len(images), covered=len(covered))
+        # only scores already computed (by the server's background scorer): the answer never waits for scoring
+        count = requested_count(request)
+        scored = {i: c for i in images + covered if (c := self.scorer.cached(i, datastore)) is not None}
+        candidates = [i for i in images if i in scored]
+        known = [i for i in covered if i in scored]
+        picks: list[tuple[str, dict]] = []
+        if candidates:
+            chosen = k_centre_greedy(np.array([scored[i]["embedding"] for i in candidates]),
+                                     np.array([scored[i]["embedding"] for i in known]) if known else None, count,
+                                     np.array([scored[i]["score"] for i in candidates]))
+            picks = [(candidates[k], {"score": scored[candidates[k]]["score"], "distance": round(d, 4),
+                                      "ranked_by": self.name}) for k, d in chosen]
+        if len(picks) < count:
+            picks += unscored_picks([i for i in images if i not in scored], covered + [i for i, _ in picks],
+                                    count - len(picks), datastore, self.scorer)
+        return answer(self.name, picks, model=self.scorer.version(), candidates=len(images), covered=len(covered),
+                      **scoring_note(self.scorer, datastore, len(candidates), len(images), self.name))

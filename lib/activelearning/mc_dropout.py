@@ -7,6 +7,7 @@ from monailabel.interfaces.datastore import Datastore
 from ..scoring.mc_dropout import UncertaintyScorer
 from .base import WindowedStrategy
 from .candidates import answer, requested_count
+from .fallback import scoring_note, unscored_picks
 
 
 class MCDropout(WindowedStrategy):
@@ -17,9 +18,15 @@ class MCDropout(WindowedStrategy):
                          "tumour", window_s, scorer)
 
     def pick(self, images: list[str], covered: list[str], request: dict, datastore: Datastore) -> dict:
-        # scores come from the background scoring after training; a study not scored yet is scored now
-        scores = {i: self.scorer.score(i, datastore)["score"] for i in images}
+        # only scores already computed (by the server's background scorer): the answer never waits for scoring
+        count = requested_count(request)
+        scores = {i: c["score"] for i in images if (c := self.scorer.cached(i, datastore)) is not None}
         ranked = sorted(scores, key=scores.get, reverse=True)
-        picks = [(i, {"score": scores[i], "rank": r + 1}) for r, i in enumerate(ranked[:requested_count(request)])]
+        picks = [(i, {"score": scores[i], "rank": r + 1, "ranked_by": self.name})
+                 for r, i in enumerate(ranked[:count])]
+        if len(picks) < count:
+            picks += unscored_picks([i for i in images if i not in scores], covered, count - len(picks), datastore,
+                                    self.scorer)
         return answer(self.name, picks, model=self.scorer.version(), candidates=len(images),
-                      top=[{"id": i, "score": scores[i]} for i in ranked[:5]])
+                      top=[{"id": i, "score": scores[i]} for i in ranked[:5]],
+                      **scoring_note(self.scorer, datastore, len(scores), len(images), self.name))

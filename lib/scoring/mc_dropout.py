@@ -42,15 +42,24 @@ class UncertaintyScorer:
     def __init__(self, settings: Settings, current_model: Callable[[], str | None]) -> None:
         self.settings, self.current_model = settings, current_model
         self._network: tuple[str, torch.nn.Module] | None = None
+        self.activity = "not running"  # what the server's background scorer is doing (lib.scoring.background)
 
     def version(self) -> str | None:
         return model_version(self.current_model())
+
+    def progress(self, datastore: Datastore) -> dict:
+        """How far scoring is for the model in use."""
+        ids = datastore.list_images()
+        return {"model": self.version(), "scored": sum(self.cached(i, datastore) is not None for i in ids),
+                "total": len(ids), "image_features": sum(self.cached_features(i, datastore) is not None for i in ids),
+                "activity": self.activity}
 
     def cached(self, image_id: str, datastore: Datastore) -> dict | None:
         info = datastore.get_image_info(image_id).get(INFO_KEY)
         return info if isinstance(info, dict) and info.get("model") == self.version() else None
 
-    def score(self, image_id: str, datastore: Datastore) -> dict:
+    def score(self, image_id: str, datastore: Datastore, before_layer: Callable[[], None] | None = None) -> dict:
+        """The cached score, else one computed now (before_layer: see mc_dropout_signals)."""
         found = self.cached(image_id, datastore)
         if found:
             return found
@@ -60,17 +69,22 @@ class UncertaintyScorer:
         device = "cuda" if torch.cuda.is_available() else "cpu"
         x = _preprocessed(datastore.get_image_uri(image_id), self.settings.uncertainty_spacing)[None]
         result = mc_dropout_signals(x, self._network[1], self.settings.mc_samples, self.settings.uncertainty_spacing,
-                                    self.settings.roi_size, device)
+                                    self.settings.roi_size, device, before_layer=before_layer)
         result["model"] = version
         datastore.update_image_info(image_id, {INFO_KEY: result})
         logger.info(f"MC-dropout uncertainty of {image_id}: score {result['score']} in {result['seconds']} s")
         return result
 
+    @staticmethod
+    def cached_features(image_id: str, datastore: Datastore) -> list[float] | None:
+        info = datastore.get_image_info(image_id).get(FEATURES_KEY)
+        return info["features"] if isinstance(info, dict) and info.get("version") == FEATURES_VERSION else None
+
     def image_features(self, image_id: str, datastore: Datastore) -> list[float]:
         """Network-free features of a study (cold start), cached: the image does not change."""
-        info = datastore.get_image_info(image_id).get(FEATURES_KEY)
-        if isinstance(info, dict) and info.get("version") == FEATURES_VERSION:
-            return info["features"]
+        found = self.cached_features(image_id, datastore)
+        if found is not None:
+            return found
         start = time.time()
         features = image_features(_preprocessed(datastore.get_image_uri(image_id), self.settings.uncertainty_spacing))
         datastore.update_image_info(image_id, {FEATURES_KEY: {"version": FEATURES_VERSION, "features": features,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -52,11 +52,16 @@ def tumour_weighted_uncertainty(mean: np.ndarray, spacing: Sequence[float]) -> f
 
 
 def mc_dropout_signals(x: torch.Tensor, network: torch.nn.Module, samples: int, spacing: Sequence[float],
-                       roi: Sequence[int], device: str, seed: int = 0) -> dict:
+                       roi: Sequence[int], device: str, seed: int = 0,
+                       before_layer: Callable[[], None] | None = None) -> dict:
     """x: (1, 1, X, Y, Z) pre-processed image. Dropout masks are seeded: the same study and model give the same
-    scores. Returns the score, the embedding, and the predicted liver and tumour volumes."""
+    scores. before_layer: called ahead of every layer's forward pass (it may wait, so that other work goes first,
+    or raise to stop). Returns the score, the embedding, and the predicted liver and tumour volumes."""
     start = time.time()
     net = enable_mc_dropout(copy.deepcopy(network).to(device))
+    if before_layer is not None:
+        for module in net.modules():
+            module.register_forward_pre_hook(lambda _m, _i: before_layer())
     features: list[torch.Tensor] = []
     hook = bottleneck(net).register_forward_hook(lambda _m, _i, out: features.append(out.float().mean((2, 3, 4))))
     dtype = autocast_dtype(device, True, cpu_bf16=True)
