@@ -62,6 +62,13 @@ def test_bench_train_refuses_a_bad_budget(tmp_path):
     assert "--minutes" in one_line_error(run_cli("bench", "train", "--minutes", "0", "--work", tmp_path))
 
 
+def test_bench_startup_refuses_a_study_that_is_not_in_sample_data(tmp_path):
+    # the benchmark itself starts two servers for minutes: docs/reliability.md; tests/test_server_responsive.py
+    # checks the same behaviour on one server
+    error = one_line_error(run_cli("bench", "startup", "--studies", "phantom_9999_000", "--out", tmp_path))
+    assert "--studies" in error and "phantom_9999_000" in error
+
+
 def test_bench_accuracy_measures_lesions_and_draws_them(tmp_path):
     """Two sample studies through /infer's task: Dice, the global tumour Dice and lesions found by size and kind
     (the phantoms' JSON says which kind each is), and a picture of the labels against the true tumours."""

@@ -19,8 +19,9 @@ def test_eight_concurrent_annotators(tmp_path):
     assert result["labels_saved"] >= 8 and result["labels_lost"] == [] and result["labels_not_in_index"] == []
     assert result["index_images"] == 12  # MONAI Label's LocalDatastore opens the index after the run
     assert result["grants"] >= 8 and result["window_violations"] == []
-    assert all(result["latency"][op]["count"] > 0 for op in ("next", "infer", "save"))
+    assert all(result["latency"][op]["count"] > 0 for op in ("next", "infer", "info", "save"))
+    assert result["inference_per_s"]["one_at_a_time"] > 0 and result["inference_per_s"]["under_load"] > 0
     # requests queue: eight clients asking for inference at once do not take eight inferences' memory
     rss = result["server_rss_mb"]
     assert rss["under_load"] < 1.3 * rss["one_inference_at_a_time"], rss
-    assert (tmp_path / "load.json").exists()
+    assert (tmp_path / "load.json").exists() and (tmp_path / "load.png").stat().st_size > 10_000

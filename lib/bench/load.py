@@ -1,10 +1,13 @@
 """`liver-tumor bench load`: concurrent annotators against one server, over its REST API on loopback.
 
-Each client, in its own thread with its own id, repeats: ask `/activelearning/random` for a study, run `/infer` on
-it, save a label for it (under the client's own tag, so that the pool of unlabelled studies does not run out).
-Afterwards: every label whose save was acknowledged reads back byte for byte, the datastore's index is valid JSON
-that MONAI Label's own LocalDatastore opens, no study went to two clients within the serve window, and the
-server's memory stayed bounded (requests queue: MONAI Label runs them one at a time on its event loop).
+First every unlabelled study is inferred once, one at a time: the inference throughput and memory of an idle
+server. Then each client, in its own thread with its own id, repeats: ask `/activelearning/random` for a study, run
+`/infer` on it, read `/info`, save a label for it (under the client's own tag, so that the pool of unlabelled
+studies does not run out). Reported: per operation the latency (p50, p95, max) with inferences running
+concurrently, and the inference throughput under load against one at a time. Afterwards: every label whose save
+was acknowledged reads back byte for byte, the datastore's index is valid JSON that MONAI Label's own
+LocalDatastore opens, no study went to two clients within the serve window, and the server's memory stayed
+bounded (inferences take turns per device: lib.serving.slots).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import nibabel as nib
 import numpy as np
 import requests
 
-OPERATIONS = ("next", "infer", "save")
+OPERATIONS = ("next", "infer", "info", "save")
 
 
 @dataclass
@@ -57,6 +60,7 @@ class Recorder:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.latencies: dict[str, list[float]] = defaultdict(list)
+        self.timeline: dict[str, list[tuple[float, float]]] = defaultdict(list)  # (time answered, latency)
         self.errors: list[str] = []
         self.grants: list[tuple[float, str, str]] = []  # (time, client, study)
         self.saved: dict[tuple[str, str], str] = {}  # (study, tag) -> sha256 of the last acknowledged upload
@@ -79,6 +83,7 @@ class Recorder:
             return None
         with self.lock:
             self.latencies[op].append(time.perf_counter() - start)
+            self.timeline[op].append((time.time(), self.latencies[op][-1]))
             if r.status_code != 200:
                 self.errors.append(f"{op}: {r.status_code} {r.text[:200]}")
         return r if r.status_code == 200 else None
@@ -109,6 +114,9 @@ def _client(url: str, index: int, cfg: LoadConfig, rec: Recorder, studies: Path,
         if not rec.take(cfg.requests):
             break
         rec.timed("infer", lambda: session.post(f"{url}/infer/liver_tumor?image={study}&output=json", timeout=300))
+        if not rec.take(cfg.requests):
+            break
+        rec.timed("info", lambda: session.get(f"{url}/info/", timeout=300))
         if not rec.take(cfg.requests):
             break
         image = nib.load(str(studies / f"{study}.nii.gz"))
@@ -157,10 +165,13 @@ def run(url: str, server_pid: int, studies: Path, cfg: LoadConfig,
     watcher.start()
     # first one inference at a time on every study the clients may get: the most memory one inference takes
     labelled = {p.name for p in (studies / "labels" / "final").glob("*.nii.gz")}
+    single = []
     for image in sorted(p.name[:-7] for p in studies.glob("*.nii.gz") if p.name not in labelled):
+        started = time.perf_counter()
         requests.post(f"{url}/infer/liver_tumor?image={image}&output=json", timeout=600).raise_for_status()
+        single.append(time.perf_counter() - started)
     single_peak = peak[0]
-    progress(f"load: one inference at a time peaked at {single_peak:.0f} MB")
+    progress(f"load: one inference at a time: {len(single) / sum(single):.3f}/s, peak {single_peak:.0f} MB")
     start = time.time()
     deadline = start + cfg.timeout_s
     threads = [threading.Thread(target=_client, args=(url, i, cfg, rec, studies, deadline)) for i in range(cfg.clients)]
@@ -185,13 +196,44 @@ def run(url: str, server_pid: int, studies: Path, cfg: LoadConfig,
     reopened = LocalDatastore(str(studies), auto_reload=False)
     unindexed = [f"{s}/{t}" for s, t in rec.saved if not Path(reopened.get_label_uri(s, t) or "").is_file()]
     done = sum(len(v) for v in rec.latencies.values())
+    one_at_a_time = len(single) / sum(single)
+    under_load = len(rec.latencies["infer"]) / seconds if seconds else 0.0
     return {
         "config": asdict(cfg), "seconds": round(seconds, 1), "requests": done,
         "throughput_per_s": round(done / seconds, 2) if seconds else None,
         "latency": {op: _stats(rec.latencies[op]) for op in OPERATIONS},
+        "inference_per_s": {"one_at_a_time": round(one_at_a_time, 3), "under_load": round(under_load, 3),
+                            "ratio": round(under_load / one_at_a_time, 3)},
         "worst_latency_s": round(max((max(v) for v in rec.latencies.values() if v), default=0.0), 3),
         "errors": rec.errors, "labels_saved": len(rec.saved), "labels_lost": lost,
         "index_images": len(reopened.list_images()), "labels_not_in_index": unindexed,
         "window_violations": _window_violations(rec.grants, cfg.window_s), "grants": len(rec.grants),
         "server_rss_mb": {"one_inference_at_a_time": round(single_peak), "under_load": round(peak[0])},
+        "timeline": {op: [[round(t - start, 2), round(v, 3)] for t, v in rec.timeline[op]] for op in OPERATIONS},
     }
+
+
+def plot(result: dict[str, Any], path: Path, title: str = "") -> None:
+    """Each request's latency against the time it was answered, per operation (log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for op, points in result["timeline"].items():
+        if points:
+            t, v = zip(*points)
+            s = result["latency"][op]
+            ax.scatter(t, v, s=10, label=f"{op}: p50 {s['p50_s']} s, p95 {s['p95_s']} s, max {s['max_s']} s")
+    ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+    ax.set_yscale("log")
+    ax.set_xlabel("seconds into the run")
+    ax.set_ylabel("latency (s)")
+    rate = result["inference_per_s"]
+    ax.set_title(title or f"{result['config']['clients']} clients; inferences/s under load {rate['under_load']} "
+                          f"vs one at a time {rate['one_at_a_time']}")
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

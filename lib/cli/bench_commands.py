@@ -94,7 +94,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = kinds.add_parser("load", help="concurrent annotators against one server: throughput, latency, nothing lost")
     p.add_argument("--out", type=output_dir, default=Path("runs/bench-load"),
-                   help="the server's copy of sample-data, its log and load.json go here")
+                   help="the server's copy of sample-data, its log, load.json and load.png go here")
     p.add_argument("--clients", type=positive_int, default=8, help="concurrent clients (default 8)")
     p.add_argument("--requests", type=positive_int, default=240, help="requests in all (default 240)")
     p.add_argument("--window", type=float, default=3.0, help="the server's serve_window_s (default 3)")
@@ -102,11 +102,22 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="an app option for the server (docs/options.md), e.g. spacing 3 for quicker inference")
     p.set_defaults(run=run_load)
 
+    p = kinds.add_parser("startup", help="a freshly started server: first next-sample per strategy, /infer beside "
+                                         "the background scorer against an idle server")
+    p.add_argument("--out", type=output_dir, default=Path("runs/bench-startup"),
+                   help="the servers' copies of sample-data, their logs, startup.json and startup.png go here")
+    p.add_argument("--studies", nargs="+", default=["phantom_2026_004", "phantom_2026_005", "phantom_2026_006"],
+                   help="unlabelled sample studies to infer on both servers")
+    p.add_argument("--rounds", type=positive_int, default=2, help="times each study is inferred (default 2)")
+    p.add_argument("--conf", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                   help="an app option for both servers (docs/options.md)")
+    p.set_defaults(run=run_startup)
+
 
 def run_load(args: argparse.Namespace) -> None:
     import shutil
 
-    from ..bench.load import LoadConfig, run
+    from ..bench.load import LoadConfig, plot, run
     from ..bench.server import ServerProcess
     from ..data.atomic import save_json
     from ..settings import APP_DIR, DEMO_CHECKPOINT, Settings
@@ -125,6 +136,25 @@ def run_load(args: argparse.Namespace) -> None:
         result = run(server.url, server.process.pid, studies, cfg,
                      progress=lambda m: print(m, file=sys.stderr, flush=True))
     save_json(result, args.out / "load.json")
+    plot(result, args.out / "load.png")
+    print(json.dumps({k: v for k, v in result.items() if k != "timeline"}, indent=1))
+
+
+def run_startup(args: argparse.Namespace) -> None:
+    from ..bench.startup import plot, run
+    from ..data.atomic import save_json
+    from ..settings import APP_DIR, Settings
+
+    sample = APP_DIR.parents[1] / "sample-data"
+    missing = [s for s in args.studies if not (sample / f"{s}.nii.gz").exists()]
+    if missing:
+        raise CliError(f"--studies: not in sample-data: {', '.join(missing)}")
+    conf = {"pyliverlesionseg_path": "none", **dict(args.conf)}
+    Settings.from_conf(conf)  # a bad option stops here, named
+    result = run(args.out, sample, APP_DIR, conf, args.studies, args.rounds,
+                 progress=lambda m: print(m, file=sys.stderr, flush=True))
+    save_json(result, args.out / "startup.json")
+    plot(result, args.out / "startup.png")
     print(json.dumps(result, indent=1))
 
 
