@@ -11,18 +11,24 @@ it, no specks) -> report volumes and lesions -> paste into the study's shape -> 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import nibabel as nib
+import numpy as np
 import torch
 from monai.data import MetaTensor
 from monai.inferers import Inferer, SlidingWindowInferer
 from monai.transforms import Compose, Invertd, SqueezeDimd
 from monailabel.interfaces.tasks.infer_v2 import InferType
 from monailabel.tasks.infer.basic_infer import BasicInferTask
+from monailabel.transform.writer import Writer
+from monailabel.utils.others.generic import file_ext
 
 from ..cascade.crop import CropToLiverd, PasteIntoStudyd
 from ..cascade.locate import Locator
+from ..data.nifti import nifti_image
 from ..errors import ModelUnavailable
 from ..model.autocast import AutocastInferer, autocast_dtype
 from ..model.checkpoint import load_network, read_card
@@ -117,6 +123,29 @@ class LiverTumorInfer(BasicInferTask):
         invert = Invertd(keys=self.output_label_key, transform=Compose(list(pre_transforms)), orig_keys="image",
                          nearest_interp=True, to_tensor=True)
         return invert(data)
+
+    def writer(self, data: dict[str, Any], extension: str | None = None, dtype: Any = None) -> tuple[Any, Any]:
+        """NIfTI results written with nibabel, the rest by MONAI Label's writer. MONAI Label writes NIfTI through
+        ITK; this writes the same label on the same grid (tests/test_infer_geometry.py) and lets inference run
+        where ITK is not installed (the GPU machine's image: scripts/device-check). 3D Slicer's .nrrd results are
+        written as MONAI Label writes them."""
+        if extension is not None:
+            data["result_extension"] = extension
+        if dtype is not None:
+            data["result_dtype"] = dtype
+        if self.labels is not None:
+            data["labels"] = self.labels
+        ext = str(data.get("result_extension") or file_ext(data.get("image_path") or "")).lower()
+        if ext not in (".nii", ".nii.gz") or not data.get("result_write_to_file", True):
+            return Writer(label=self.output_label_key, json=self.output_json_key)(data)
+        label = data[self.output_label_key]
+        meta = data.get(f"{self.output_label_key}_meta_dict") or {}
+        affine = meta.get("affine") if meta.get("affine") is not None else label.affine
+        array = np.asarray(label.array if isinstance(label, MetaTensor) else label)
+        out = tempfile.NamedTemporaryFile(suffix=ext, delete=False).name
+        nib.save(nifti_image(array.astype(np.dtype(data.get("result_dtype") or np.uint8)),
+                             np.asarray(affine, dtype=float)), out)
+        return out, data.get(self.output_json_key, {})
 
     def post_transforms(self, data=None) -> Sequence[Callable]:
         s = self.settings
