@@ -29,7 +29,8 @@ class Launch:
 
 
 def torchrun_launch() -> Launch | None:
-    """This process's place when torchrun started it with more than one process; None otherwise."""
+    """This process's place when torchrun started it (a single process too: it joins a group of one, so that
+    `torchrun --nproc_per_node 1` runs the same NCCL or gloo path as many); None otherwise."""
     if "TORCHELASTIC_RUN_ID" not in os.environ and "MASTER_ADDR" not in os.environ:
         return None
     try:
@@ -37,7 +38,7 @@ def torchrun_launch() -> Launch | None:
         rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     except (KeyError, ValueError):
         return None
-    return Launch(rank, world, local) if world > 1 else None
+    return Launch(rank, world, local) if world >= 1 else None
 
 
 def start(launch: Launch, device: torch.device) -> torch.device:
@@ -54,7 +55,8 @@ def start(launch: Launch, device: torch.device) -> torch.device:
 
 
 def active() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    """In a process group (of one or more ranks)."""
+    return dist.is_available() and dist.is_initialized()
 
 
 def rank() -> int:

@@ -32,6 +32,7 @@ def attach(trainer: Engine, folder: Path, network: torch.nn.Module, device: torc
         me = distributed.rank()
         world = torch.distributed.get_world_size() if distributed.active() else 1
         report = {"rank": me, "world_size": world, "host": socket.gethostname(), "pid": os.getpid(),
+                  "backend": torch.distributed.get_backend() if distributed.active() else None,
                   "device": str(device), "train_studies": [d["image"] for d in train],
                   "val_studies": [d["image"] for d in val], "epochs": engine.state.epoch,
                   "steps": engine.state.iteration, "parameters_sha256": parameters_digest(network),
