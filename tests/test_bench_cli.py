@@ -14,50 +14,6 @@ def test_bench_infer_names_an_unknown_case(tmp_path):
     assert "unknown cases nope" in line and "full_512x512x200" in line
 
 
-def test_bench_infer_on_the_real_case(tmp_path):
-    """Both pipelines on LiTS case 117 (from PyPI), one run each: the JSON, the table and the plot."""
-    import json
-
-    import pytest
-
-    proc = run_cli("bench", "infer", "--cases", "lits_117", "--runs", "1", "--work", tmp_path / "w",
-                   "--out", tmp_path / "o")
-    if proc.returncode and "package index" in proc.stderr:
-        pytest.skip("the package index is unreachable here")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    result = json.loads(proc.stdout)
-    case = result["cases"]["lits_117"]
-    assert case["shape"] == [128, 128, 128]
-    for pipeline in ("baseline", "app"):
-        r = case[pipeline]
-        assert r["median_seconds"] > 0 and r["peak_rss_mb"] > 100 and r["windows"] >= 1
-        assert sum(v for k, v in r["stages"].items() if "." not in k) <= r["median_seconds"] * 1.05
-    assert case["baseline"]["stages"]["infer"] > 0 and case["speedup"] > 0
-    # the real liver is found by both; the two labels largely agree
-    assert case["dice"]["baseline_vs_truth"]["liver"] > 0.5 and case["dice"]["app_vs_truth"]["liver"] > 0.5
-    assert case["dice"]["app_vs_baseline"]["liver"] > 0.9
-    assert result["matmul_peak_gflop_per_s"]["fp32"] > 1 and result["forward_160"][0]["gflop_per_s"] > 1
-    assert (tmp_path / "o" / "infer.png").stat().st_size > 10_000 and "lits_117" in proc.stderr
-
-
-def test_bench_train_runs_both_trainers_side_by_side(tmp_path):
-    """Both trainers on 2 tiny phantoms for a few seconds each: samples/s, Dice per epoch, memory, the plot."""
-    import json
-
-    proc = run_cli("bench", "train", "--minutes", "0.1", "--train", "2", "--val", "1", "--spacing", "4", "--crop",
-                   "32", "--target", "0.01", "--work", tmp_path / "w", "--out", tmp_path / "o")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    result = json.loads(proc.stdout)
-    for role in ("baseline", "app"):
-        r = result["trainers"][role]
-        assert r["epochs"] and r["samples"] == 2 * 4 * len(r["epochs"])  # 2 studies x 4 crops per epoch
-        assert r["samples_per_s"] > 0 and r["peak_rss_mb"] > 100
-        assert all(0 <= e["liver_dice"] <= 1 for e in r["epochs"])
-    assert result["ratios"]["throughput"] > 0
-    assert (tmp_path / "o" / "train.png").stat().st_size > 10_000
-    assert "| baseline |" in proc.stderr and "| app |" in proc.stderr
-
-
 def test_bench_train_refuses_a_bad_budget(tmp_path):
     assert "--minutes" in one_line_error(run_cli("bench", "train", "--minutes", "0", "--work", tmp_path))
 

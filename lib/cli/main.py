@@ -10,6 +10,7 @@ from . import (
     bench_commands,
     data_commands,
     decathlon_commands,
+    device_commands,
     dicom_commands,
     model_commands,
     preannotate_commands,
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     preannotate_commands.register(sub)
     dicom_commands.register(sub)
     bench_commands.register(sub)
+    device_commands.register(sub)
     return parser
 
 

@@ -1,0 +1,329 @@
+"""`liver-tumor device-check` (scripts/device-check): one prepared run on a GPU machine that tests the CUDA paths,
+measures GPU speed and trains, within a wall-clock budget, writing one JSON and one PNG.
+
+Steps, each a process of its own with its own time limit (a step that fails or runs out of time is recorded and
+the others go on; the last gets what time is left):
+
+1. environment: Python, torch, CUDA, the GPU, NumPy, and whether the app's modules import;
+2. tests: the tests marked `cuda` (tests/test_cuda.py): /infer with AMP against the CPU, fp16 and bf16 training,
+   one NCCL rank, the study cache and random transforms on the GPU;
+3. bench infer: the 512 x 512 x 200 case, the seed's pipeline and the app's side by side (dry run: LiTS case 117,
+   128^3);
+4. bench train: MONAI Label's BasicTrainTask set-up and the app's trainer, 2 minutes each;
+5. training: the demo recipe's tumour stage (its options) from the shipped checkpoint, on the sample datastore's
+   studies with their ground truth, until the time is up; then the published model and the shipped one on
+   held-out phantoms of another seed (`bench accuracy`).
+
+The dry run (`--dry-run`, CI's) runs the same steps on the CPU at tiny sizes, the tests with
+LIVER_TUMOR_TEST_DEVICE=cpu.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+from xml.etree import ElementTree
+
+from ..recipes.demo import RECIPE, STAGE_OPTIONS
+from ..settings import APP_DIR, DEMO_CHECKPOINT
+
+ROOT = APP_DIR.parents[1]
+RESERVE_S = 20.0  # kept back from the budget to write the report
+
+
+@dataclass(frozen=True)
+class Plan:
+    dry_run: bool
+    budget_s: float = 540.0
+    device: str = "cuda"
+    tests_s: float = 150.0
+    infer_case: str = "full_512x512x200"
+    infer_runs: int = 3
+    infer_s: float = 120.0
+    train_minutes: float = 2.0
+    bench_train_s: float = 330.0
+    heldout: tuple[str, int] = ("medium", 4)
+    train_conf: tuple[tuple[str, str], ...] = ()
+    epochs: int = 200  # the training step ends when its time is up, whichever comes first
+
+    @staticmethod
+    def make(dry_run: bool, budget_s: float | None = None) -> "Plan":
+        if not dry_run:
+            return Plan(False, budget_s or 540.0)
+        tiny = (("spacing", "4"), ("crop_size", "32"), ("crops_per_volume", "2"), ("roi_size", "64"))
+        return Plan(True, budget_s or 900.0, "cpu", tests_s=420.0, infer_case="lits_117", infer_runs=1,
+                    infer_s=300.0, train_minutes=0.1, bench_train_s=200.0, heldout=("small", 2), train_conf=tiny,
+                    epochs=1)
+
+
+@dataclass
+class Step:
+    name: str
+    command: list[str]
+    limit_s: float
+    env: dict[str, str] = field(default_factory=dict)
+    status: str = "not run"  # passed, failed, timed out, not run
+    seconds: float = 0.0
+    output_tail: str = ""
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+def _python() -> list[str]:
+    return [sys.executable]
+
+
+def _cli(*args: Any) -> list[str]:
+    return [*_python(), "-m", "lib.cli.main", *map(str, args)]
+
+
+def _conf(pairs: tuple[tuple[str, str], ...], flag: str = "--conf") -> list[str]:
+    return [a for k, v in pairs for a in (flag, k, v)]
+
+
+def run_step(step: Step, log: Path) -> None:
+    """Run the step's command in its own process group; kill the group at the limit."""
+    started = time.monotonic()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(step.command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                                    [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
+                                     "PYTHONUNBUFFERED": "1", **step.env},
+                                start_new_session=True)
+        try:
+            code = proc.wait(timeout=max(1.0, step.limit_s))
+            step.status = "passed" if code == 0 else f"failed (exit {code})"
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            step.status = "timed out"
+    step.seconds = round(time.monotonic() - started, 1)
+    step.output_tail = log.read_text(errors="replace")[-3000:]
+
+
+def environment() -> dict[str, Any]:
+    """What the machine has, and whether the app's own modules import there (run as step 1, in a process)."""
+    import numpy
+    import torch
+
+    found: dict[str, Any] = {"python": platform.python_version(), "torch": torch.__version__,
+                             "numpy": numpy.__version__, "cuda": torch.cuda.is_available(),
+                             "cpu_count": os.cpu_count()}
+    if torch.cuda.is_available():
+        found.update(gpu=torch.cuda.get_device_name(0), cuda_version=torch.version.cuda,
+                     gpu_memory_gb=round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1),
+                     bf16=torch.cuda.is_bf16_supported(), nccl=torch.distributed.is_nccl_available())
+    failed = {}
+    for module in ("monai", "monailabel", "nibabel", "lib.configs.liver_tumor", "lib.trainers.liver_tumor",
+                   "lib.bench.inference", "lib.bench.training", "lib.metrics.evaluate"):
+        try:
+            __import__(module)
+        except Exception as e:  # what is missing on that machine is the finding
+            failed[module] = f"{type(e).__name__}: {e}"
+    found["imports_failed"] = failed
+    return found
+
+
+def _junit(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    suite = ElementTree.parse(path).getroot()
+    suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
+    cases = []
+    for case in suite.iter("testcase"):
+        outcome = "passed"
+        for tag in ("failure", "error", "skipped"):
+            element = case.find(tag)
+            if element is not None:
+                outcome = f"{tag}: {(element.get('message') or '')[:300]}"
+        cases.append({"test": case.get("name"), "seconds": float(case.get("time", 0)), "outcome": outcome})
+    return {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")} | {"cases": cases}
+
+
+def _json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _training_datastore(work: Path) -> Path:
+    """The sample datastore with every study's ground truth as its final label."""
+    store = work / "store"
+    if not store.exists():
+        shutil.copytree(ROOT / "sample-data", store, ignore=shutil.ignore_patterns("datastore_v2.json", ".lock"))
+        for truth in sorted((store / "truth").glob("*.nii.gz")):
+            shutil.copy(truth, store / "labels" / "final" / truth.name)
+    return store
+
+
+def steps(plan: Plan, work: Path) -> list[Step]:
+    tumour_stage = RECIPE["stages"][-1]
+    stage_conf = tuple((k, ",".join(map(str, v)) if isinstance(v, list) else str(v))
+                       for k, v in tumour_stage.items() if k in STAGE_OPTIONS)
+    heldout = work / "heldout"
+    model_dir = work / "model"
+    return [
+        Step("environment", [*_python(), "-c", "import json; from lib.bench.device_check import environment; "
+                                               "print(json.dumps(environment()))"], 60),
+        Step("tests", [*_python(), "-m", "pytest", "-q", "-m", "cuda", "tests/test_cuda.py", "-p", "no:cacheprovider",
+                       f"--junitxml={work / 'tests.xml'}"], plan.tests_s,
+             env={"LIVER_TUMOR_TEST_DEVICE": plan.device}),
+        Step("bench_infer", _cli("bench", "infer", "--cases", plan.infer_case, "--runs", plan.infer_runs,
+                                 "--device", plan.device, "--work", work / "infer", "--out", work / "infer"),
+             plan.infer_s),
+        Step("bench_train", _cli("bench", "train", "--minutes", plan.train_minutes, "--device", plan.device,
+                                 "--work", work / "train", "--out", work / "train",
+                                 *(["--train", 2, "--val", 1, "--preset", "small", "--spacing", 4, "--crop", 32,
+                                    "--target", 0.01] if plan.dry_run else [])), plan.bench_train_s),
+        Step("heldout", _cli("phantoms", "--out", heldout, "--count", plan.heldout[1], "--seed", RECIPE["test_seed"],
+                             "--preset", plan.heldout[0], "--jobs", min(plan.heldout[1], os.cpu_count() or 1)), 120),
+        Step("training", _cli("train", "--datastore", _training_datastore(work), "--model-dir", model_dir,
+                              "--epochs", plan.epochs, "--device", plan.device, "--seed", 0, "--val-interval", 1,
+                              "--single-process", *_conf(stage_conf + plan.train_conf)), 0),
+        Step("evaluation", [*_python(), "-c", "import sys; from lib.bench.device_check import evaluate_models; "
+                                              "evaluate_models(*sys.argv[1:])", str(model_dir), str(heldout),
+                            str(work / "evaluation.json"), json.dumps(dict(plan.train_conf))], 90),
+    ]
+
+
+def evaluate_models(model_dir: str, heldout: str, out: str, conf: str) -> None:
+    """The model the training step published and the shipped one, on the held-out phantoms (bench accuracy)."""
+    results = {}
+    for name, checkpoint in (("trained", Path(model_dir) / "liver_tumor.pt"), ("shipped", DEMO_CHECKPOINT)):
+        if not checkpoint.exists():
+            results[name] = {"error": f"no checkpoint {checkpoint}"}
+            continue
+        extra = [a for k, v in json.loads(conf).items() if k in ("spacing", "roi_size") for a in ("--conf", k, v)]
+        proc = subprocess.run(_cli("bench", "accuracy", "--studies", heldout, "--pretrained", checkpoint, *extra),
+                              cwd=ROOT, capture_output=True, text=True)
+        results[name] = json.loads(proc.stdout)["mean"] if proc.returncode == 0 else {"error": proc.stderr[-500:]}
+    Path(out).write_text(json.dumps(results, indent=1))
+
+
+def _collect(step: Step, work: Path) -> None:
+    """The step's own results, from what it wrote."""
+    if step.name == "environment":
+        lines = [line for line in step.output_tail.splitlines() if line.startswith("{")]
+        step.result = json.loads(lines[-1]) if lines else {}
+    elif step.name == "tests":
+        step.result = _junit(work / "tests.xml")
+    elif step.name == "bench_infer":
+        step.result = _json(work / "infer" / "infer.json")
+    elif step.name == "bench_train":
+        step.result = _json(work / "train" / "train.json")
+    elif step.name == "training":
+        run = work / "model" / "liver_tumor"
+        stats = _json(run / "train_stats.json")
+        step.result = {k: stats.get(k) for k in ("best_metric", "published_epoch", "total_time", "epoch")} | {
+            "history": stats.get("history", []), "checkpoint": str(work / "model" / "liver_tumor.pt")}
+    elif step.name == "evaluation":
+        step.result = _json(work / "evaluation.json")
+
+
+def run(plan: Plan, out: Path, progress: Callable[[str], None] = print) -> dict[str, Any]:
+    """Every step within plan.budget_s; writes device-check.json, device-check.png and the trained checkpoint
+    (with its card and curves) into `out`."""
+    started = time.monotonic()
+    out.mkdir(parents=True, exist_ok=True)
+    work = out / "work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    report: dict[str, Any] = {"plan": asdict(plan), "steps": []}
+    todo = steps(plan, work)
+    evaluation_s = todo[-1].limit_s
+    for step in todo:
+        left = plan.budget_s - RESERVE_S - (time.monotonic() - started)
+        if step.name == "training":  # the time that is left, but what the evaluation needs
+            step.limit_s = left - evaluation_s
+        step.limit_s = round(min(step.limit_s, left), 1)
+        if step.limit_s < 5:
+            step.status = "not run: no time left"
+        else:
+            progress(f"device-check: {step.name} (at most {step.limit_s:.0f} s)")
+            run_step(step, work / f"{step.name}.log")
+            _collect(step, work)
+            progress(f"device-check: {step.name} {step.status} in {step.seconds} s")
+        report["steps"].append(asdict(step))
+    report["seconds"] = round(time.monotonic() - started, 1)
+    report["summary"] = summary(report)
+    _keep_model(work, out)
+    (out / "device-check.json").write_text(json.dumps(report, indent=1, default=str))
+    plot(report, out / "device-check.png")
+    shutil.rmtree(work, ignore_errors=True)
+    return report
+
+
+def _keep_model(work: Path, out: Path) -> None:
+    """The checkpoint the training step published, with its card, and its curves, out of the work folder."""
+    model = work / "model" / "liver_tumor.pt"
+    if model.exists():
+        shutil.copy(model, out / "liver_tumor.pt")
+        for extra in (work / "model" / "liver_tumor.json", *sorted((work / "model" / "liver_tumor").glob("*.png"))):
+            if extra.exists():
+                shutil.copy(extra, out / extra.name)
+
+
+def summary(report: dict[str, Any]) -> dict[str, Any]:
+    """The numbers a reader wants first."""
+    by = {s["name"]: s for s in report["steps"]}
+    out: dict[str, Any] = {"statuses": {n: s["status"] for n, s in by.items()}}
+    tests = by["tests"]["result"]
+    if tests:
+        out["tests"] = {k: tests[k] for k in ("tests", "failures", "errors", "skipped")}
+    for name, case in by["bench_infer"]["result"].get("cases", {}).items():
+        out.setdefault("infer", {})[name] = {
+            **{p: case[p]["median_seconds"] for p in ("baseline", "app") if p in case},
+            "speedup": case.get("speedup"), "dice": case.get("dice")}
+    trainers = by["bench_train"]["result"].get("trainers", {})
+    if trainers:
+        out["train_samples_per_s"] = {role: t.get("samples_per_s") for role, t in trainers.items()}
+    evaluation = by["evaluation"]["result"]
+    if evaluation:
+        out["heldout"] = evaluation
+    return out
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    steps_ = report["steps"]
+    colours = ["tab:green" if s["status"] == "passed" else "tab:orange" if s["status"] == "timed out"
+               else "tab:grey" if s["status"].startswith("not run") else "tab:red" for s in steps_]
+    a.barh([s["name"] for s in steps_], [s["seconds"] for s in steps_], color=colours)
+    a.barh([s["name"] for s in steps_], [s["limit_s"] for s in steps_], fill=False, edgecolor="black", lw=0.6)
+    a.invert_yaxis()
+    a.set_xlabel("seconds (box: the step's limit; green passed, red failed, orange timed out)")
+    env = next((s["result"] for s in steps_ if s["name"] == "environment"), {})
+    a.set_title(f"{env.get('gpu', 'no GPU')}, torch {env.get('torch', '?')}, {report['seconds']} s in all",
+                fontsize=9)
+    history = next((s["result"].get("history", []) for s in steps_ if s["name"] == "training"), [])
+    epochs = [h.get("epoch") for h in history]
+    for key, label in (("val_liver_dice", "liver Dice"), ("val_tumour_dice", "tumour Dice")):
+        values = [h.get(key) for h in history]
+        if any(v is not None for v in values):
+            b.plot(epochs, values, "o-", label=label)
+    b.set_xlabel("epoch")
+    b.set_ylim(0, 1)
+    b.set_title("training from the shipped checkpoint (validation)", fontsize=9)
+    if history:
+        b.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

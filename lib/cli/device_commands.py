@@ -1,0 +1,49 @@
+"""`liver-tumor device-check`: the prepared check for a GPU machine (lib/bench/device_check.py), its dry run, and
+the wheels it takes there (scripts/device-check runs it)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from .common import CliError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("device-check", help="CUDA tests, GPU speed and a GPU training run, in one budget (a GPU "
+                                            "machine); --dry-run: the same steps on the CPU, tiny")
+    p.add_argument("--dry-run", action="store_true", help="every step on the CPU at tiny sizes (CI runs this)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="where device-check.json, device-check.png and the trained model go (default: $OUT, else "
+                        "runs/device-check)")
+    p.add_argument("--budget", type=float, default=None,
+                   help="seconds for everything (default 540: it ends by itself within 9 minutes; dry run 900)")
+    p.add_argument("--prepare", type=Path, default=None, metavar="WHEELS",
+                   help="instead: fetch the wheels the GPU machine lacks into this folder (.whl), for Python 3.12 "
+                        "on manylinux x86-64, and check they travel with the working tree within 64 MiB")
+    p.set_defaults(run=run_device_check)
+
+
+def run_device_check(args: argparse.Namespace) -> None:
+    if args.prepare is not None:
+        from ..bench.device_wheels import prepare
+
+        try:
+            print(json.dumps(prepare(args.prepare), indent=1))
+        except RuntimeError as e:
+            raise CliError(str(e)) from None
+        return
+    from ..bench.device_check import Plan, run
+
+    if args.budget is not None and args.budget < 60:
+        raise CliError(f"--budget must be at least 60 s, got {args.budget}")
+    import torch
+
+    if not args.dry_run and not torch.cuda.is_available():
+        raise CliError("no CUDA GPU here: run it on a GPU machine, or give --dry-run")
+    out = args.out or Path(os.environ.get("OUT") or "runs/device-check")
+    report = run(Plan.make(args.dry_run, args.budget), out, progress=lambda m: print(m, file=sys.stderr, flush=True))
+    print(json.dumps({"seconds": report["seconds"], **report["summary"]}, indent=1, default=str))

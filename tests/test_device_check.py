@@ -1,0 +1,63 @@
+"""scripts/device-check's dry run, as CI runs it: every step of the GPU check on the CPU at tiny sizes, within its
+budget, with one JSON and one PNG. It also stands for the benchmarks it runs (bench infer on LiTS case 117, bench
+train on two tiny phantoms): their numbers are checked here."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from lib.model.checkpoint import load_network
+
+from .conftest import ROOT
+
+
+def test_the_dry_run_runs_every_step_and_reports(tmp_path):
+    proc = subprocess.run([str(ROOT / "scripts" / "device-check"), "--dry-run", "--out", str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "device-check.json").read_text())
+    steps = {s["name"]: s for s in report["steps"]}
+    if steps["bench_infer"]["status"] != "passed" and "package index" in steps["bench_infer"]["output_tail"]:
+        pytest.skip("the package index is unreachable here: LiTS case 117 comes from PyPI")
+    assert list(steps) == ["environment", "tests", "bench_infer", "bench_train", "heldout", "training", "evaluation"]
+    assert {n: s["status"] for n, s in steps.items()} == dict.fromkeys(steps, "passed"), {
+        n: s["output_tail"][-1500:] for n, s in steps.items() if s["status"] != "passed"}
+    assert all(s["seconds"] <= s["limit_s"] + 15 for s in steps.values())
+    assert report["seconds"] <= report["plan"]["budget_s"]
+    assert steps["environment"]["result"]["imports_failed"] == {}
+    # the tests marked cuda ran, on the CPU
+    assert report["summary"]["tests"] == {"tests": 5, "failures": 0, "errors": 0, "skipped": 0}
+
+    # bench infer, both pipelines on LiTS case 117: the numbers it reports, and the real liver found by both
+    case = steps["bench_infer"]["result"]["cases"]["lits_117"]
+    assert case["shape"] == [128, 128, 128]
+    for pipeline in ("baseline", "app"):
+        r = case[pipeline]
+        assert r["median_seconds"] > 0 and r["peak_rss_mb"] > 100 and r["windows"] >= 1
+        assert sum(v for k, v in r["stages"].items() if "." not in k) <= r["median_seconds"] * 1.05
+    assert case["baseline"]["stages"]["infer"] > 0 and case["speedup"] > 0
+    assert case["dice"]["baseline_vs_truth"]["liver"] > 0.5 and case["dice"]["app_vs_truth"]["liver"] > 0.5
+    assert case["dice"]["app_vs_baseline"]["liver"] > 0.9
+    assert "lits_117" in steps["bench_infer"]["output_tail"]  # its table
+
+    # bench train, both trainers on 2 tiny phantoms for a few seconds each
+    train = steps["bench_train"]["result"]
+    for role in ("baseline", "app"):
+        r = train["trainers"][role]
+        assert r["epochs"] and r["samples"] == 2 * 4 * len(r["epochs"])  # 2 studies x 4 crops per epoch
+        assert r["samples_per_s"] > 0 and r["peak_rss_mb"] > 100
+        assert all(0 <= e["liver_dice"] <= 1 for e in r["epochs"])
+    assert train["ratios"]["throughput"] > 0
+    assert "| baseline |" in steps["bench_train"]["output_tail"] and "| app |" in steps["bench_train"]["output_tail"]
+
+    # training from the shipped checkpoint published a model that loads; both are measured on held-out phantoms
+    history = steps["training"]["result"]["history"]
+    assert history and all(0 <= h["val_liver_dice"] <= 1 for h in history)
+    load_network(tmp_path / "liver_tumor.pt")
+    for name in ("trained", "shipped"):
+        assert 0 <= report["summary"]["heldout"][name]["liver_dice"] <= 1, report["summary"]["heldout"]
+    assert (tmp_path / "device-check.png").stat().st_size > 10_000
+    assert not (tmp_path / "work").exists()
