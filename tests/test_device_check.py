@@ -61,3 +61,25 @@ def test_the_dry_run_runs_every_step_and_reports(tmp_path):
         assert 0 <= report["summary"]["heldout"][name]["liver_dice"] <= 1, report["summary"]["heldout"]
     assert (tmp_path / "device-check.png").stat().st_size > 10_000
     assert not (tmp_path / "work").exists()
+
+
+def test_monai_labels_wheel_is_repacked_without_its_viewer(tmp_path):
+    import zipfile
+
+    from lib.bench.device_wheels import slim
+
+    wheel = tmp_path / "monailabel-0.8.5-py3-none-any.whl"
+    files = {"monailabel/app.py": b"app", "monailabel/endpoints/static/ohif/app.bundle.js": b"x" * 1000,
+             "monailabel/endpoints/static/favicon.ico": b"ico", "monailabel-0.8.5.data/data/plugins/a.png": b"png",
+             "monailabel-0.8.5.dist-info/METADATA": b"Name: monailabel", "monailabel-0.8.5.dist-info/RECORD": b"old"}
+    with zipfile.ZipFile(wheel, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    slim(wheel)
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+        record = z.read("monailabel-0.8.5.dist-info/RECORD").decode().splitlines()
+    assert names == {"monailabel/app.py", "monailabel/endpoints/static/favicon.ico",
+                     "monailabel-0.8.5.dist-info/METADATA", "monailabel-0.8.5.dist-info/RECORD"}
+    assert sorted(line.split(",")[0] for line in record) == sorted(names)  # every file kept, hashed, and RECORD
+    assert all(line.split(",")[1].startswith("sha256=") for line in record if not line.endswith(",,"))

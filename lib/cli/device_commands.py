@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="where device-check.json, device-check.png and the trained model go (default: $OUT, else "
                         "runs/device-check)")
     p.add_argument("--budget", type=float, default=None,
-                   help="seconds for everything (default 540: it ends by itself within 9 minutes; dry run 900)")
+                   help="seconds for the steps (default 525: with the install it ends within 9 minutes; dry run 900)")
     p.add_argument("--prepare", type=Path, default=None, metavar="WHEELS",
                    help="instead: fetch the wheels the GPU machine lacks into this folder (.whl), for Python 3.12 "
                         "on manylinux x86-64, and check they travel with the working tree within 64 MiB")
