@@ -65,3 +65,21 @@ def test_sizes_dice_and_their_summary():
     assert summary["liver_dice"] == 0.8 and summary["tumour_dice"] == 0.5 and summary["tumour_cases"] == 1
     assert summary["tumour_global_dice"] == 1.0 and summary["mean_seconds"] == 2.0
     assert summary["false_positives_per_study"] == 0.0
+
+
+def test_validation_counts_the_lesions_an_annotator_would_see():
+    """Training validation counts false positives on the cleaned label /infer returns: specks under min_tumour_ml
+    and tumour far from the liver are not lesions anyone sees; a real false positive in the liver is."""
+    from lib.trainers.validation import FalsePositiveLesions, LesionSensitivity
+
+    truth = np.zeros((60, 60, 60), np.uint8)
+    truth[10:50, 10:50, 10:50] = 1
+    truth[ball(truth.shape, (20, 20, 20), 6)] = 2  # 12 mm across
+    pred = truth.copy()
+    pred[45, 15, 45] = 2  # a 1 mm^3 speck in the liver: removed (under 0.02 mL)
+    pred[55:58, 55:58, 55:58] = 2  # 27 mm^3 far outside the liver: removed (over 5 mm away)
+    fp, sensitivity = FalsePositiveLesions((1.0,) * 3, 5.0, 0.02), LesionSensitivity((1.0,) * 3, 5.0, 0.02)
+    assert fp.count(pred, truth) == (0.0, 1.0) and sensitivity.count(pred, truth) == (1.0, 1.0)
+    pred[ball(truth.shape, (38, 38, 38), 4)] = 2  # 0.27 mL in the liver, no true lesion there
+    assert fp.count(pred, truth) == (1.0, 1.0)
+    assert lesion_detection(pred, truth, AFFINE)["false_positives"] == 3  # raw, as before cleaning

@@ -357,11 +357,12 @@ class LiverTumorTrain(BasicTrainTask):
         return Validated(AutocastInferer(inner, *self._autocast(context)), getattr(context, "average", None))
 
     def val_additional_metrics(self, context: Context):
-        spacing = tuple(self.settings.spacing)
+        s = self.settings
+        cleaning = (tuple(s.spacing), s.tumour_margin_mm, s.min_tumour_ml)
         return {**{f"val_{name}_dice": MeanDice(output_transform=SelectClass(c), include_background=True)
                    for name, c in LABELS.items()},
-                "val_tumour_global_dice": GlobalTumourDice(), "val_lesion_sensitivity": LesionSensitivity(spacing),
-                "val_false_positive_lesions": FalsePositiveLesions(spacing)}
+                "val_tumour_global_dice": GlobalTumourDice(), "val_lesion_sensitivity": LesionSensitivity(*cleaning),
+                "val_false_positive_lesions": FalsePositiveLesions(*cleaning)}
 
     # ---- publishing, progress, resuming
     @property

@@ -16,6 +16,7 @@ from monai.inferers import Inferer, SlidingWindowInferer
 
 from .. import distributed
 from ..metrics.lesions import lesion_detection
+from ..transforms.postprocess import clean_label
 from ..transforms.preprocess import fitted_roi
 from .averaging import WeightAverage
 
@@ -96,14 +97,20 @@ class GlobalTumourDice(_OverStudies):
 
 
 class LesionSensitivity(_OverStudies):
-    """The share of true lesions of 10 mm or more that a predicted tumour overlaps."""
+    """The share of true lesions of 10 mm or more that a predicted tumour overlaps. Lesions are counted on the
+    label /infer would return (lib.transforms.postprocess.clean_label: tumour near the liver, no specks), so the
+    false positives are those an annotator would see; the Dice metrics stay on the raw prediction."""
 
-    def __init__(self, spacing: tuple[float, ...]) -> None:
+    def __init__(self, spacing: tuple[float, ...], margin_mm: float, min_tumour_ml: float) -> None:
         super().__init__()
+        self.spacing, self.margin_mm, self.min_tumour_ml = tuple(spacing), margin_mm, min_tumour_ml
         self.affine = np.diag([*spacing, 1.0])
 
+    def cleaned(self, pred: np.ndarray) -> np.ndarray:
+        return clean_label(pred, self.spacing, self.margin_mm, self.min_tumour_ml)
+
     def count(self, pred, label):
-        found = lesion_detection(pred, label, self.affine)["found_by_size"]
+        found = lesion_detection(self.cleaned(pred), label, self.affine)["found_by_size"]
         bands = [v for k, v in found.items() if not k.startswith("under")]
         return float(sum(b["found"] for b in bands)), float(sum(b["of"] for b in bands))
 
@@ -112,4 +119,4 @@ class FalsePositiveLesions(LesionSensitivity):
     """Predicted lesions that overlap no true one, per validation study."""
 
     def count(self, pred, label):
-        return float(lesion_detection(pred, label, self.affine)["false_positives"]), 1.0
+        return float(lesion_detection(self.cleaned(pred), label, self.affine)["false_positives"]), 1.0
