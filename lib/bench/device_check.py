@@ -178,8 +178,10 @@ def steps(plan: Plan, work: Path) -> list[Step]:
     return [
         Step("environment", [*_python(), "-c", "import json; from lib.bench.device_check import environment; "
                                                "print(json.dumps(environment()))"], 60),
+        # the dry run leaves out the bf16 training: amp_dtype is a CUDA choice, so on the CPU it would run fp16's again
         Step("tests", [*_python(), "-m", "pytest", "-q", "-m", "cuda", "tests/test_cuda.py", "-p", "no:cacheprovider",
-                       f"--junitxml={work / 'tests.xml'}"], plan.tests_s,
+                       *(["-k", "not bfloat16"] if plan.dry_run else []), f"--junitxml={work / 'tests.xml'}"],
+             plan.tests_s,
              env={"LIVER_TUMOR_TEST_DEVICE": plan.device}),
         Step("bench_infer", _cli("bench", "infer", "--cases", plan.infer_case, "--runs", plan.infer_runs,
                                  "--device", plan.device, "--work", work / "infer", "--out", work / "infer"),
