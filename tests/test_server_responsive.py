@@ -5,7 +5,8 @@ responsive for every annotator, driven through MONAI Label's client on a loopbac
   background scorer works through the studies;
 - /info, next-sample and a label save answer while two inferences run (they take turns), and the scorer pauses;
 - a 3D Slicer .seg.nrrd label is stored as NIfTI on its image's grid;
-- SIGTERM ends the server's children (a training run, a scoring run) within 10 s, and none starts meanwhile.
+- SIGTERM ends the server's children (a training run, a scoring run) within 10 s, and none starts meanwhile;
+- started again, the server keeps the scores it had and goes on from there.
 """
 
 from __future__ import annotations
@@ -129,6 +130,10 @@ def marked(mark: str) -> set[int]:
 
 def test_sigterm_ends_the_children_within_10_s_and_starts_none(server):
     client, process, mark, _ = server
+    deadline = time.monotonic() + 120  # a study scored before the stop, for the restart below
+    while client.info()["background_scoring"]["scored"] < 1 and time.monotonic() < deadline:
+        time.sleep(1)
+    server[3].joinpath("scored-before-stop").write_text(str(client.info()["background_scoring"]["scored"]))
     client.train_start("liver_tumor", {"max_epochs": 100})
     # MONAI Label's scoring endpoint still runs a method in a process of its own (MONAILabelClient has no call)
     urllib.request.urlopen(urllib.request.Request(f"{process.url}/scoring/label_change", method="POST"), timeout=30)
@@ -152,3 +157,17 @@ def test_sigterm_ends_the_children_within_10_s_and_starts_none(server):
     assert not marked(mark) - {server_pid}, "children still running 10 s after SIGTERM"
     assert seen <= before, f"processes started during shutdown: {seen - before}"
     process.process.wait(timeout=60)
+
+
+def test_a_restarted_server_keeps_its_scores_and_goes_on(server):
+    _, process, _, root = server
+    before = int((root / "scored-before-stop").read_text())
+    assert before >= 1
+    again = ServerProcess(process.app_dir, process.studies, process.conf, root / "server-again.log",
+                          env={"MONAI_LABEL_AUTO_UPDATE_SCORING": "true"})
+    again.start()
+    try:
+        progress = annotator(again, root, "main").info()["background_scoring"]
+        assert progress["scored"] >= before and progress["total"] == 12  # nothing scored again from scratch
+    finally:
+        again.kill()
