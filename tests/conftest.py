@@ -16,6 +16,9 @@ from lib.bench.server import ServerProcess, free_port  # noqa: F401 (tests impor
 from lib.data.fixtures import shared_data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
+# `liver-tumor train` options for runs that check behaviour in seconds: 4 mm, 32^3 crops, from scratch
+TINY = ["--conf", "spacing", "4", "--conf", "crop_size", "32", "--conf", "crops_per_volume", "2",
+        "--conf", "roi_size", "64", "--conf", "pretrained_path", "none"]
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600

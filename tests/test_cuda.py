@@ -22,14 +22,12 @@ from lib.data.study_cache import StudyCache
 from lib.metrics.dice import dice
 from lib.model.checkpoint import load_network
 
-from .conftest import ROOT
+from .conftest import ROOT, TINY
 
 DEVICE = os.environ.get("LIVER_TUMOR_TEST_DEVICE", "cuda")
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(
     DEVICE == "cuda" and not torch.cuda.is_available(),
     reason="no CUDA device here: scripts/device-check runs these on a GPU machine")]
-TINY = ["--conf", "spacing", "4", "--conf", "crop_size", "32", "--conf", "crops_per_volume", "2",
-        "--conf", "roi_size", "64", "--conf", "pretrained_path", "none"]
 
 
 @pytest.fixture(scope="module")

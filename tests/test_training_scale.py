@@ -27,10 +27,7 @@ from lib.data.study_cache import StudyCache, prune
 from lib.model.checkpoint import load_network, read_card
 from lib.trainers.retrain import RetrainTrigger
 
-from .conftest import ROOT, one_line_error, run_cli, served
-
-TINY = ["--conf", "spacing", "4", "--conf", "crop_size", "32", "--conf", "crops_per_volume", "2",
-        "--conf", "roi_size", "64", "--conf", "pretrained_path", "none"]
+from .conftest import ROOT, TINY, one_line_error, run_cli, served
 
 
 @pytest.fixture(scope="module")

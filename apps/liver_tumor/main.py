@@ -53,6 +53,10 @@ def _uploaded(path: str) -> bool:
     return os.path.isfile(real) and any(r and real.startswith(os.path.realpath(r) + os.sep) for r in roots)
 
 
+def _default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def _training_busy() -> bool:
     from monailabel.utils.async_tasks.utils import tasks
 
@@ -193,8 +197,7 @@ class LiverTumorApp(MONAILabelApp):
             return
         logger.info("comparing %s and %s on %d validation studies for pre-annotation", *tasks, len(studies))
         versions = {name: task.info()["model"]["path"] for name, task in tasks.items()}
-        record = choice.compare(tasks, studies, versions, self.model_dir,
-                                "cuda" if torch.cuda.is_available() else "cpu")
+        record = choice.compare(tasks, studies, versions, self.model_dir, _default_device())
         logger.info("pre-annotation scores: %s", record["scores"])
 
     # ---- retraining as labels accumulate
@@ -220,15 +223,14 @@ class LiverTumorApp(MONAILabelApp):
             check_id(image)  # an id, not a path: nothing outside the datastore is read
             if image not in (datastore or self.datastore()).list_images():
                 raise NotFound(f"no image {image!r} in the datastore")
-        device = str(request.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
+        device = str(request.get("device") or _default_device())
         # infer_concurrency at a time per device, on the device's own threads; the others wait their turn
         return self.slots.run(device, functools.partial(super().infer, request, datastore))
 
     def train(self, request: dict[str, Any]):
         self.check_train_request(request.get("model"), request)
         if self._trainers[request["model"]].options(request)["pseudo_labels"]:
-            made = pseudo_labels.ensure(self.datastore(), self._infers[choice.PATIENTS],
-                                        "cuda" if torch.cuda.is_available() else "cpu")
+            made = pseudo_labels.ensure(self.datastore(), self._infers[choice.PATIENTS], _default_device())
             logger.info("pseudo-labels: %d made for unlabelled studies", made)
         result = super().train(request)
         self._compare_for_preannotation(request.get("model"))

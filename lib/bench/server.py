@@ -4,6 +4,7 @@ real REST API: start, wait until it answers, stop or kill, start again on the sa
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -12,6 +13,16 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+
+def fresh_copies(folder: Path, studies: Path, app: Path) -> tuple[Path, Path]:
+    """folder/studies and folder/app: new copies of a datastore and of the app without its trained models, as a
+    server a benchmark starts should find them."""
+    for sub in ("studies", "app"):
+        shutil.rmtree(folder / sub, ignore_errors=True)
+    shutil.copytree(studies, folder / "studies")
+    shutil.copytree(app, folder / "app", ignore=shutil.ignore_patterns("model", "__pycache__"))
+    return folder / "studies", folder / "app"
 
 
 def free_port() -> int:

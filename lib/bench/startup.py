@@ -4,7 +4,6 @@ on), measured right after it answers: the first next-sample of each strategy whi
 
 from __future__ import annotations
 
-import shutil
 import statistics
 import time
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any, Callable
 
 import requests
 
-from .server import ServerProcess
+from .server import ServerProcess, fresh_copies
 
 STRATEGIES = ("mc_dropout", "uncertain_diverse", "cold_start", "random")
 
@@ -24,11 +23,8 @@ def _timed(call: Callable[[], requests.Response]) -> tuple[requests.Response, fl
 
 
 def _server(out: Path, name: str, sample: Path, app: Path, conf: dict[str, str], scoring: bool) -> ServerProcess:
-    folder = out / name
-    shutil.rmtree(folder, ignore_errors=True)
-    shutil.copytree(sample, folder / "studies")
-    shutil.copytree(app, folder / "app", ignore=shutil.ignore_patterns("model", "__pycache__"))
-    return ServerProcess(folder / "app", folder / "studies", conf, folder / "server.log",
+    studies, app_dir = fresh_copies(out / name, sample, app)
+    return ServerProcess(app_dir, studies, conf, out / name / "server.log",
                          env={"MONAI_LABEL_AUTO_UPDATE_SCORING": "true" if scoring else "false"})
 
 

@@ -115,20 +115,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_load(args: argparse.Namespace) -> None:
-    import shutil
-
     from ..bench.load import LoadConfig, plot, run
-    from ..bench.server import ServerProcess
+    from ..bench.server import ServerProcess, fresh_copies
     from ..data.atomic import save_json
     from ..settings import APP_DIR, DEMO_CHECKPOINT, Settings
 
     if args.window <= 0:
         raise CliError(f"--window must be positive, got {args.window}")
-    studies, app_dir = args.out / "studies", args.out / "app"
-    for folder in (studies, app_dir):
-        shutil.rmtree(folder, ignore_errors=True)
-    shutil.copytree(APP_DIR.parents[1] / "sample-data", studies)
-    shutil.copytree(APP_DIR, app_dir, ignore=shutil.ignore_patterns("model", "__pycache__"))
+    studies, app_dir = fresh_copies(args.out, APP_DIR.parents[1] / "sample-data", APP_DIR)
     cfg = LoadConfig(clients=args.clients, requests=args.requests, window_s=args.window)
     conf = {"pretrained_path": str(DEMO_CHECKPOINT), **dict(args.conf), "serve_window_s": str(args.window)}
     Settings.from_conf(conf)  # a bad option stops here, named

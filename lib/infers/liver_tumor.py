@@ -23,7 +23,6 @@ from monai.inferers import Inferer, SlidingWindowInferer
 from monai.transforms import Compose, Invertd, SqueezeDimd
 from monailabel.interfaces.tasks.infer_v2 import InferType
 from monailabel.tasks.infer.basic_infer import BasicInferTask
-from monailabel.transform.writer import Writer
 from monailabel.utils.others.generic import file_ext
 
 from ..cascade.crop import CropToLiverd, PasteIntoStudyd
@@ -129,21 +128,15 @@ class LiverTumorInfer(BasicInferTask):
         ITK; this writes the same label on the same grid (tests/test_infer_geometry.py) and lets inference run
         where ITK is not installed (the GPU machine's image: scripts/device-check). 3D Slicer's .nrrd results are
         written as MONAI Label writes them."""
-        if extension is not None:
-            data["result_extension"] = extension
-        if dtype is not None:
-            data["result_dtype"] = dtype
-        if self.labels is not None:
-            data["labels"] = self.labels
-        ext = str(data.get("result_extension") or file_ext(data.get("image_path") or "")).lower()
+        ext = str(extension or data.get("result_extension") or file_ext(data.get("image_path") or "")).lower()
         if ext not in (".nii", ".nii.gz") or not data.get("result_write_to_file", True):
-            return Writer(label=self.output_label_key, json=self.output_json_key)(data)
+            return super().writer(data, extension, dtype)
         label = data[self.output_label_key]
         meta = data.get(f"{self.output_label_key}_meta_dict") or {}
         affine = meta.get("affine") if meta.get("affine") is not None else label.affine
         array = np.asarray(label.array if isinstance(label, MetaTensor) else label)
         out = tempfile.NamedTemporaryFile(suffix=ext, delete=False).name
-        nib.save(nifti_image(array.astype(np.dtype(data.get("result_dtype") or np.uint8)),
+        nib.save(nifti_image(array.astype(np.dtype(dtype or data.get("result_dtype") or np.uint8)),
                              np.asarray(affine, dtype=float)), out)
         return out, data.get(self.output_json_key, {})
 

@@ -48,15 +48,16 @@ class UncertaintyScorer:
         return model_version(self.current_model())
 
     def progress(self, datastore: Datastore) -> dict:
-        """How far scoring is for the model in use."""
-        ids = datastore.list_images()
-        return {"model": self.version(), "scored": sum(self.cached(i, datastore) is not None for i in ids),
+        """How far scoring is for the model in use (/info asks at every inference: the model file is read once)."""
+        ids, version = datastore.list_images(), self.version()
+        return {"model": version, "scored": sum(self.cached(i, datastore, version) is not None for i in ids),
                 "total": len(ids), "image_features": sum(self.cached_features(i, datastore) is not None for i in ids),
                 "activity": self.activity}
 
-    def cached(self, image_id: str, datastore: Datastore) -> dict | None:
+    def cached(self, image_id: str, datastore: Datastore, version: str | None = None) -> dict | None:
+        """The study's score for the model in use (version: that model's, when the caller has it already)."""
         info = datastore.get_image_info(image_id).get(INFO_KEY)
-        return info if isinstance(info, dict) and info.get("model") == self.version() else None
+        return info if isinstance(info, dict) and info.get("model") == (version or self.version()) else None
 
     def score(self, image_id: str, datastore: Datastore, before_layer: Callable[[], None] | None = None) -> dict:
         """The cached score, else one computed now (before_layer: see mc_dropout_signals)."""
