@@ -231,11 +231,14 @@ class LiverTumorTrain(BasicTrainTask):
         return torch.optim.Adam(context.network.parameters(), lr=context.request["learning_rate"])
 
     def loss_function(self, context: Context):
+        # Dice over the batch's crops together (batch=True): per crop, a crop without tumour scores a Dice loss of
+        # about 1 on the tumour class whatever is predicted there, so false tumour would cost nothing; over the batch
+        # it costs the class's precision.
         if context.request["loss"] == "dicece":
             weight = context.request["tumour_weight"]
-            return DiceCELoss(to_onehot_y=True, softmax=True,
+            return DiceCELoss(to_onehot_y=True, softmax=True, batch=True,
                               weight=torch.tensor([1.0, 1.0, weight]) if weight != 1 else None)
-        return DiceLoss(to_onehot_y=True, softmax=True)
+        return DiceLoss(to_onehot_y=True, softmax=True, batch=True)
 
     def lr_scheduler_handler(self, context: Context):
         return None  # the seed trains at a constant learning rate
@@ -256,10 +259,12 @@ class LiverTumorTrain(BasicTrainTask):
         if ratios is None:  # the seed's: centred on foreground (liver or tumour) or background, 1:1
             return RandCropByPosNegLabeld(keys=("image", "label"), label_key="label", spatial_size=size, pos=1, neg=1,
                                           num_samples=crops, image_key="image", image_threshold=0, allow_smaller=True)
-        # per class, so that small tumours are seen often enough to be learnt
+        # per class, so that small tumours are seen often enough to be learnt; centres in tissue only, as the seed's
+        # negatives are (most background voxels of a body-cropped study are air or fat: crops there teach nothing
+        # of the organs next to the liver, and the liver's edges were lost with them)
         return RandCropByLabelClassesd(keys=("image", "label"), label_key="label", spatial_size=size,
                                        ratios=list(ratios), num_classes=NUM_CLASSES, num_samples=crops,
-                                       allow_smaller=True, warn=False)
+                                       image_key="image", image_threshold=0, allow_smaller=True, warn=False)
 
     def deterministic_transforms(self, context: Context) -> list:
         """Once per study: load, the seed's pre-processing, the label as uint8 (a quarter of float's memory)."""
