@@ -229,7 +229,7 @@ def test_strategies_pick_unlabelled_studies_and_say_why(server):
     assert len(unlabelled) == 8
     strategies = client.get("/info/").json()["strategies"]
     assert list(strategies)[0] == DEFAULT_STRATEGY
-    assert {"random", "first", "mc_dropout", "uncertain_diverse", "cold_start"} <= set(strategies)
+    assert {"random", "first", "mc_dropout", "uncertain_diverse", "cold_start", "clasp_pe"} <= set(strategies)
 
     # the uncertainty strategies rank by scores computed beforehand (tests/test_server_responsive.py: before then)
     r = client.post("/scoring/mc_dropout?run_sync=true")  # scored in a process of its own, as MONAI Label does
@@ -245,11 +245,19 @@ def test_strategies_pick_unlabelled_studies_and_say_why(server):
     again = client.post("/activelearning/mc_dropout", json={"client_id": "m"}).json()
     assert again["id"] == pick["id"] and ds.get_image_info(pick["id"])["mc_dropout"] == info  # nothing recomputed
 
-    # annotators asking at once get different studies: 3 concurrent random picks
-    with ThreadPoolExecutor(3) as pool:
+    # ClaSP PE: its first slot is the tumour stratum's (the liver's where no study shows tumour), power-sampled with
+    # beta for 4 labelled studies
+    clasp = client.post("/activelearning/clasp_pe", json={"client_id": "k"}).json()
+    slot = clasp["why"]["picks"][0]
+    seen = any(ds.get_image_info(i)["mc_dropout"]["class_entropy"]["tumour"] > 0 for i in unlabelled - {pick["id"]})
+    assert clasp["id"] in unlabelled - {pick["id"]} and slot["ranked_by"] == "clasp_pe"
+    assert slot["slot"] == ("tumour" if seen else "liver") and "fallback" not in clasp["why"]
+    assert slot["beta"] == 2.0 and all(0 <= v <= 1 for v in slot["class_entropy"].values())
+    # annotators asking at once get different studies: 2 concurrent random picks
+    with ThreadPoolExecutor(2) as pool:
         answers = list(pool.map(lambda c: client.post("/activelearning/random", json={"client_id": c}).json(),
-                                ["r1", "r2", "r3"]))
-    served = [pick["id"]] + [a["id"] for a in answers]
+                                ["r1", "r2"]))
+    served = [pick["id"], clasp["id"]] + [a["id"] for a in answers]
     # one asking for several: uncertain and different from each other and from what others hold
     batch = client.post("/activelearning/uncertain_diverse", json={"client_id": "u", "count": 2}).json()
     assert len(batch["ids"]) == 2 and batch["why"]["covered"] == 4 + 4  # 4 labelled, 4 held by others

@@ -210,7 +210,7 @@ def run_al(args: argparse.Namespace) -> None:
     result = run(args.work, cfg, progress=lambda line: print(line, file=sys.stderr, flush=True))
     save(result, args.out / "al.json")
     plot(result, args.out / "al.png")
-    print(json.dumps({k: result[k] for k in ("table", "full_pool", "cost_s", "seconds")}, indent=1))
+    print(json.dumps({k: result[k] for k in ("table", "paired", "full_pool", "cost_s", "seconds")}, indent=1))
 
 
 def run_infer(args: argparse.Namespace) -> None:

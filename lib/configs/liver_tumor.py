@@ -10,6 +10,7 @@ from typing import Any
 
 from monailabel.interfaces.config import TaskConfig
 
+from ..activelearning.clasp_pe import ClaSPPE
 from ..activelearning.cold_start import ColdStart
 from ..activelearning.diverse import UncertainDiverse
 from ..activelearning.mc_dropout import MCDropout
@@ -78,6 +79,7 @@ class LiverTumor(TaskConfig):
         window = self.settings.serve_window_s
         return {"uncertain_diverse": UncertainDiverse(self.scorer, window),
                 "mc_dropout": MCDropout(self.scorer, window),
+                "clasp_pe": ClaSPPE(self.scorer, window),
                 "cold_start": ColdStart(self.scorer, window)}
 
     def scoring_method(self):

@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 INFO_KEY = "mc_dropout"
 FEATURES_KEY = "image_features"
 FEATURES_VERSION = 1  # of lib.scoring.signals.image_features: a change there must bump it
+SIGNALS_VERSION = 2  # of lib.scoring.signals.mc_dropout_signals' fields (2: class_entropy): a change must bump it
 
 
 def model_version(path: str | None) -> str | None:
@@ -55,9 +56,11 @@ class UncertaintyScorer:
                 "activity": self.activity}
 
     def cached(self, image_id: str, datastore: Datastore, version: str | None = None) -> dict | None:
-        """The study's score for the model in use (version: that model's, when the caller has it already)."""
+        """The study's score for the model in use (version: that model's, when the caller has it already); a score
+        with fields of an older SIGNALS_VERSION counts as none."""
         info = datastore.get_image_info(image_id).get(INFO_KEY)
-        return info if isinstance(info, dict) and info.get("model") == (version or self.version()) else None
+        return info if isinstance(info, dict) and info.get("model") == (version or self.version()) and \
+            info.get("signals") == SIGNALS_VERSION else None
 
     def score(self, image_id: str, datastore: Datastore, before_layer: Callable[[], None] | None = None) -> dict:
         """The cached score, else one computed now (before_layer: see mc_dropout_signals)."""
@@ -71,7 +74,7 @@ class UncertaintyScorer:
         x = _preprocessed(datastore.get_image_uri(image_id), self.settings.uncertainty_spacing)[None]
         result = mc_dropout_signals(x, self._network[1], self.settings.mc_samples, self.settings.uncertainty_spacing,
                                     self.settings.roi_size, device, before_layer=before_layer)
-        result["model"] = version
+        result["model"], result["signals"] = version, SIGNALS_VERSION
         datastore.update_image_info(image_id, {INFO_KEY: result})
         logger.info(f"MC-dropout uncertainty of {image_id}: score {result['score']} in {result['seconds']} s")
         return result

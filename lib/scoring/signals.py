@@ -5,6 +5,8 @@ the label-efficiency benchmark, so that the benchmark measures the app's own str
 - uncertainty: MC-dropout predictive entropy inside and within a margin of the predicted liver, each voxel weighted
   by 1 + TUMOUR_WEIGHT x its mean tumour probability, a weighted mean (a big liver does not win by size alone),
   normalised to 0..1 by ln(3);
+- class entropy: per foreground class, the mean entropy over the voxels the model gives to that class or doubts
+  about (ClaSP PE's strata);
 - embedding: the network's bottleneck features averaged over the study (for diversity between studies);
 - image features: an intensity histogram of the body and a coarse thumbnail, no network needed (cold start);
 - foreground entropy: the mean entropy of one forward pass over the voxels it labels (/infer's `uncertainty`).
@@ -29,6 +31,7 @@ from ..model.network import enable_mc_dropout
 
 MARGIN_MM = 10.0
 TUMOUR_WEIGHT = 4.0
+STRATUM_PROBABILITY = 0.25  # a voxel belongs to a class's stratum when the class wins or has at least this much
 THUMBNAIL = 8
 HISTOGRAM_BINS = 16
 
@@ -51,12 +54,26 @@ def tumour_weighted_uncertainty(mean: np.ndarray, spacing: Sequence[float]) -> f
     return float((entropy * weight).sum() / max(float(weight.sum()), 1e-8))
 
 
+def class_entropy(mean: np.ndarray) -> dict[str, float]:
+    """mean: (3, X, Y, Z) mean softmax. Per foreground class, the mean normalised entropy over its stratum: the voxels
+    where it wins or has at least STRATUM_PROBABILITY (0 where there are none). The tumour stratum is where the
+    model sees or suspects tumour, however little of it it predicts."""
+    entropy = -(mean * np.log(np.clip(mean, 1e-8, 1.0))).sum(0) / math.log(mean.shape[0])
+    winner = mean.argmax(0)
+    out = {}
+    for name, c in (("liver", 1), ("tumour", 2)):
+        stratum = (winner == c) | (mean[c] >= STRATUM_PROBABILITY)
+        out[name] = round(float(entropy[stratum].mean()), 6) if stratum.any() else 0.0
+    return out
+
+
 def mc_dropout_signals(x: torch.Tensor, network: torch.nn.Module, samples: int, spacing: Sequence[float],
                        roi: Sequence[int], device: str, seed: int = 0,
                        before_layer: Callable[[], None] | None = None) -> dict:
     """x: (1, 1, X, Y, Z) pre-processed image. Dropout masks are seeded: the same study and model give the same
     scores. before_layer: called ahead of every layer's forward pass (it may wait, so that other work goes first,
-    or raise to stop). Returns the score, the embedding, and the predicted liver and tumour volumes."""
+    or raise to stop). Returns the score, the class entropies, the embedding, and the predicted liver and tumour
+    volumes."""
     start = time.time()
     net = enable_mc_dropout(copy.deepcopy(network).to(device))
     if before_layer is not None:
@@ -81,6 +98,7 @@ def mc_dropout_signals(x: torch.Tensor, network: torch.nn.Module, samples: int, 
     label = mean.argmax(0)
     return {
         "score": round(tumour_weighted_uncertainty(mean, spacing), 6),
+        "class_entropy": class_entropy(mean),
         "embedding": [round(v, 5) for v in F.normalize(embedding, dim=0).tolist()],
         "predicted_liver_ml": round(float((label > 0).sum()) * voxel_ml, 1),
         "predicted_tumour_ml": round(float((label == 2).sum()) * voxel_ml, 2),

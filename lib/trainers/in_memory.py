@@ -21,6 +21,7 @@ from monai.utils import set_determinism
 from ..data.phantoms.batch import make_phantoms
 from ..data.phantoms.study import study_id, study_paths
 from ..metrics.dice import dice
+from ..metrics.lesions import lesion_detection
 from ..model.autocast import AutocastInferer, autocast_dtype
 from ..model.network import NUM_CLASSES, build_unet
 from ..settings import Settings
@@ -105,16 +106,23 @@ def train(studies: list[Study], cfg: LoopConfig, seed: int, start: torch.nn.Modu
     return net.eval()
 
 
-def evaluate(net: torch.nn.Module, studies: list[Study], cfg: LoopConfig) -> dict:
-    """Per-case and mean Dice after the app's post-processing (largest liver, tumour near it, no specks)."""
+def predict(net: torch.nn.Module, study: Study, cfg: LoopConfig) -> np.ndarray:
+    """The model's label of a study on the working grid, after the app's post-processing (largest liver, tumour
+    near it, no specks)."""
     inferer = AutocastInferer(SlidingWindowInferer(roi_size=(cfg.crop * 2,) * 3, overlap=0.25, sw_batch_size=1),
                               torch.device(cfg.device).type, _dtype(cfg.device))
-    cases = []
     with torch.no_grad():
-        for s in studies:
-            pred = inferer(s.image[None].to(cfg.device), net).argmax(1)[0].cpu().numpy()
-            pred = clean_label(pred, (cfg.spacing,) * 3, CLEAN_UP.tumour_margin_mm, CLEAN_UP.min_tumour_ml)
-            truth = s.label[0].numpy()
-            cases.append({"id": s.id, "liver": dice(pred, truth, 1), "tumour": dice(pred, truth, 2)})
+        pred = inferer(study.image[None].to(cfg.device), net).argmax(1)[0].cpu().numpy()
+    return clean_label(pred, (cfg.spacing,) * 3, CLEAN_UP.tumour_margin_mm, CLEAN_UP.min_tumour_ml)
+
+
+def evaluate(net: torch.nn.Module, studies: list[Study], cfg: LoopConfig) -> dict:
+    """Per-case and mean Dice of predict's labels, and the share of true lesions found over all the studies."""
+    cases, found, lesions = [], 0, 0
+    for s in studies:
+        pred, truth = predict(net, s, cfg), s.label[0].numpy()
+        detected = lesion_detection(pred, truth, np.diag([cfg.spacing] * 3 + [1.0]))
+        found, lesions = found + detected["found"], lesions + detected["true_lesions"]
+        cases.append({"id": s.id, "liver": dice(pred, truth, 1), "tumour": dice(pred, truth, 2)})
     mean = {k: float(np.mean([c[k] if c[k] is not None else 1.0 for c in cases])) for k in ("liver", "tumour")}
-    return {**mean, "cases": cases}
+    return {**mean, "sensitivity": found / lesions if lesions else 1.0, "cases": cases}
