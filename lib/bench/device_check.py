@@ -172,7 +172,7 @@ def _training_datastore(work: Path) -> Path:
 def steps(plan: Plan, work: Path) -> list[Step]:
     tumour_stage = RECIPE["stages"][-1]
     stage_conf = tuple((k, ",".join(map(str, v)) if isinstance(v, list) else str(v))
-                       for k, v in tumour_stage.items() if k in STAGE_OPTIONS)
+                       for k, v in tumour_stage.items() if k in STAGE_OPTIONS and k != "val_interval")  # a request's
     heldout = work / "heldout"
     model_dir = work / "model"
     return [
