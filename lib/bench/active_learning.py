@@ -132,10 +132,10 @@ def run(work: Path, cfg: ALConfig, progress: Callable[[str], None] = print) -> d
     def effort(entry: dict, ids: list[str]) -> list[dict]:
         """What an annotator changes to correct this model's labels of these studies into their truth."""
         done = entry.setdefault("effort", {})
-        affine = np.diag([cfg.spacing] * 3 + [1.0])
         for i in ids:
             if i not in done:
-                done[i] = annotation_effort(predict(entry["net"], by_id[i], cfg), by_id[i].label[0].numpy(), affine)
+                done[i] = annotation_effort(predict(entry["net"], by_id[i], cfg), by_id[i].label[0].numpy(),
+                                            cfg.affine)
         return [done[i] for i in ids]
 
     def signals(entry: dict) -> Callable[[], dict]:

@@ -44,9 +44,14 @@ def bottleneck(network: torch.nn.Module) -> torch.nn.Module:
     return skips[-1].submodule
 
 
+def normalised_entropy(mean: np.ndarray) -> np.ndarray:
+    """mean: (classes, X, Y, Z) mean softmax. Each voxel's entropy divided by log(classes): 0 sure, 1 a coin toss."""
+    return -(mean * np.log(np.clip(mean, 1e-8, 1.0))).sum(0) / math.log(mean.shape[0])
+
+
 def tumour_weighted_uncertainty(mean: np.ndarray, spacing: Sequence[float]) -> float:
     """mean: (classes, X, Y, Z) mean softmax of the dropout passes."""
-    entropy = -(mean * np.log(np.clip(mean, 1e-8, 1.0))).sum(0) / math.log(mean.shape[0])
+    entropy = normalised_entropy(mean)
     liver = mean.argmax(0) > 0
     region = (ndimage.distance_transform_edt(~liver, sampling=spacing) <= MARGIN_MM) if liver.any() \
         else np.ones_like(liver)
@@ -58,7 +63,7 @@ def class_entropy(mean: np.ndarray) -> dict[str, float]:
     """mean: (3, X, Y, Z) mean softmax. Per foreground class, the mean normalised entropy over its stratum: the voxels
     where it wins or has at least STRATUM_PROBABILITY (0 where there are none). The tumour stratum is where the
     model sees or suspects tumour, however little of it it predicts."""
-    entropy = -(mean * np.log(np.clip(mean, 1e-8, 1.0))).sum(0) / math.log(mean.shape[0])
+    entropy = normalised_entropy(mean)
     winner = mean.argmax(0)
     out = {}
     for name, c in (("liver", 1), ("tumour", 2)):

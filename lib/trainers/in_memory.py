@@ -42,6 +42,11 @@ class LoopConfig:
     channels: tuple[int, ...] = (8, 16, 32, 64)
     device: str = field(default_factory=lambda: "cuda" if torch.cuda.is_available() else "cpu")
 
+    @property
+    def affine(self) -> np.ndarray:
+        """The working grid's voxel-to-millimetre map (isotropic `spacing`), for measures in mm and mL."""
+        return np.diag([self.spacing] * 3 + [1.0])
+
 
 @dataclass
 class Study:
@@ -121,7 +126,7 @@ def evaluate(net: torch.nn.Module, studies: list[Study], cfg: LoopConfig) -> dic
     cases, found, lesions = [], 0, 0
     for s in studies:
         pred, truth = predict(net, s, cfg), s.label[0].numpy()
-        detected = lesion_detection(pred, truth, np.diag([cfg.spacing] * 3 + [1.0]))
+        detected = lesion_detection(pred, truth, cfg.affine)
         found, lesions = found + detected["found"], lesions + detected["true_lesions"]
         cases.append({"id": s.id, "liver": dice(pred, truth, 1), "tumour": dice(pred, truth, 2)})
     mean = {k: float(np.mean([c[k] if c[k] is not None else 1.0 for c in cases])) for k in ("liver", "tumour")}
