@@ -11,7 +11,8 @@ from monailabel.interfaces.tasks.strategy import Strategy
 
 from ..errors import ModelUnavailable
 from ..scoring.mc_dropout import UncertaintyScorer
-from .candidates import split_unlabelled
+from .candidates import answer, split_unlabelled
+from .fallback import scoring_note, unscored_picks
 
 
 class WindowedStrategy(Strategy):
@@ -33,3 +34,13 @@ class WindowedStrategy(Strategy):
     @abstractmethod
     def pick(self, images: list[str], covered: list[str], request: dict, datastore: Datastore) -> dict:
         """The answer for these candidates (see candidates.answer); covered: labelled or held by others."""
+
+    def complete(self, picks: list[tuple[str, dict]], unscored: list[str], away_from: list[str], count: int,
+                 datastore: Datastore, scored: int, candidates: int, **why) -> dict:
+        """The answer of a strategy that ranks cached scores: its picks, then up to `count` of the `unscored`
+        candidates ranked by unscored_picks away from `away_from`, and how far scoring is (`scored` of
+        `candidates`)."""
+        if len(picks) < count:
+            picks = picks + unscored_picks(unscored, away_from, count - len(picks), datastore, self.scorer)
+        return answer(self.name, picks, model=self.scorer.version(), candidates=candidates, **why,
+                      **scoring_note(self.scorer, datastore, scored, candidates, self.name))

@@ -9,8 +9,7 @@ from monailabel.interfaces.datastore import Datastore
 
 from ..scoring.mc_dropout import UncertaintyScorer
 from .base import WindowedStrategy
-from .candidates import answer, requested_count
-from .fallback import scoring_note, unscored_picks
+from .candidates import requested_count
 from .power_sampling import beta_for, stratified_power_sample
 
 
@@ -30,8 +29,5 @@ class ClaSPPE(WindowedStrategy):
         chosen = stratified_power_sample(list(scores), scores, count, beta, np.random.default_rng())
         picks = [(i, {"class_entropy": scores[i], "slot": c, "beta": beta, "ranked_by": self.name})
                  for i, c in chosen]
-        if len(picks) < count:
-            picks += unscored_picks([i for i in images if i not in scores], covered, count - len(picks), datastore,
-                                    self.scorer)
-        return answer(self.name, picks, model=self.scorer.version(), candidates=len(images), labelled=labelled,
-                      **scoring_note(self.scorer, datastore, len(scores), len(images), self.name))
+        return self.complete(picks, [i for i in images if i not in scores], covered, count, datastore, len(scores),
+                             len(images), labelled=labelled)

@@ -10,8 +10,7 @@ from monailabel.interfaces.datastore import Datastore
 
 from ..scoring.mc_dropout import UncertaintyScorer
 from .base import WindowedStrategy
-from .candidates import answer, requested_count
-from .fallback import scoring_note, unscored_picks
+from .candidates import requested_count
 from .k_centre import k_centre_greedy
 
 
@@ -35,8 +34,5 @@ class UncertainDiverse(WindowedStrategy):
                                      np.array([scored[i]["score"] for i in candidates]))
             picks = [(candidates[k], {"score": scored[candidates[k]]["score"], "distance": round(d, 4),
                                       "ranked_by": self.name}) for k, d in chosen]
-        if len(picks) < count:
-            picks += unscored_picks([i for i in images if i not in scored], covered + [i for i, _ in picks],
-                                    count - len(picks), datastore, self.scorer)
-        return answer(self.name, picks, model=self.scorer.version(), candidates=len(images), covered=len(covered),
-                      **scoring_note(self.scorer, datastore, len(candidates), len(images), self.name))
+        return self.complete(picks, [i for i in images if i not in scored], covered + [i for i, _ in picks], count,
+                             datastore, len(candidates), len(images), covered=len(covered))

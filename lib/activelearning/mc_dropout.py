@@ -6,8 +6,7 @@ from monailabel.interfaces.datastore import Datastore
 
 from ..scoring.mc_dropout import UncertaintyScorer
 from .base import WindowedStrategy
-from .candidates import answer, requested_count
-from .fallback import scoring_note, unscored_picks
+from .candidates import requested_count
 
 
 class MCDropout(WindowedStrategy):
@@ -24,9 +23,5 @@ class MCDropout(WindowedStrategy):
         ranked = sorted(scores, key=scores.get, reverse=True)
         picks = [(i, {"score": scores[i], "rank": r + 1, "ranked_by": self.name})
                  for r, i in enumerate(ranked[:count])]
-        if len(picks) < count:
-            picks += unscored_picks([i for i in images if i not in scores], covered, count - len(picks), datastore,
-                                    self.scorer)
-        return answer(self.name, picks, model=self.scorer.version(), candidates=len(images),
-                      top=[{"id": i, "score": scores[i]} for i in ranked[:5]],
-                      **scoring_note(self.scorer, datastore, len(scores), len(images), self.name))
+        return self.complete(picks, [i for i in images if i not in scores], covered, count, datastore, len(scores),
+                             len(images), top=[{"id": i, "score": scores[i]} for i in ranked[:5]])
