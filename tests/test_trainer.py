@@ -84,6 +84,28 @@ def test_background_crops_by_class_are_centred_in_tissue_not_air(task):
     assert np.mean([float(v) > 0 for v in centres]) >= 0.9
 
 
+def test_validation_sees_the_region_inference_segments(task):
+    """The liver's box widened by the cascade's margin, in the study's grid (locator_margin_mm 25 at 4 mm: 7
+    voxels a side), not the whole body; a study without liver label stays whole."""
+    study = Compose(task.val_pre_transforms(None))({
+        "image": str(ROOT / "sample-data" / "phantom_2026_000.nii.gz"),
+        "label": str(ROOT / "sample-data" / "labels" / "final" / "phantom_2026_000.nii.gz")})
+    whole = Compose(task.deterministic_transforms(None))({
+        "image": str(ROOT / "sample-data" / "phantom_2026_000.nii.gz"),
+        "label": str(ROOT / "sample-data" / "labels" / "final" / "phantom_2026_000.nii.gz")})
+    liver = np.argwhere(np.asarray(whole["label"][0]) > 0)
+    lo = np.maximum(liver.min(0) - 7, 0)
+    hi = np.minimum(liver.max(0) + 1 + 7, whole["label"].shape[1:])
+    assert tuple(study["label"].shape[1:]) == tuple(hi - lo)
+    assert study["label"].numel() < 0.6 * whole["label"].numel()
+    box = (slice(None), *map(slice, lo, hi))
+    np.testing.assert_array_equal(np.asarray(study["image"]), np.asarray(whole["image"])[box])
+    assert np.allclose(study["image"].affine[:3, 3], (whole["image"].affine @ np.array([*lo, 1.0]))[:3])
+    assert int((study["label"] > 0).sum()) == int((whole["label"] > 0).sum())
+    empty = {"image": whole["image"], "label": whole["label"] * 0}
+    assert task.validation_region()[0](empty)["image"].shape == whole["image"].shape
+
+
 def test_false_tumour_in_a_crop_without_tumour_costs_dice(task):
     """The Dice term is over the batch: false tumour in a crop with no tumour lowers the tumour class's precision.
     (Per crop, that crop's tumour Dice loss is about 1 whatever is predicted, as no softmax sums to under the smoothing

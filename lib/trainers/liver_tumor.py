@@ -50,6 +50,7 @@ from ..errors import InvalidInput
 from ..model.autocast import AutocastInferer, autocast_dtype, cpu_has_bf16
 from ..model.network import LABELS, NUM_CLASSES, build_unet
 from ..settings import Settings, crop_ratios, request_options
+from ..transforms.liver_attenuation import RandLiverAttenuationd
 from ..transforms.preprocess import HU_WINDOW, preprocessing
 from ..transforms.synthesis import SynthesizeTumoursd
 from . import pseudo_labels, rank_report, resume
@@ -60,6 +61,7 @@ from .validation import (
     FittedWindows,
     GlobalTumourDice,
     LesionSensitivity,
+    LiverRegiond,
     SelectClass,
     Validated,
 )
@@ -94,6 +96,8 @@ class LiverTumorTrain(BasicTrainTask):
                 "synth_lesions": list(settings.synth_lesions),
                 "synth_size_mm": list(settings.synth_size_mm),
                 "tumour_weight": settings.tumour_weight,
+                "liver_hu_prob": settings.liver_hu_prob,
+                "liver_hu": list(settings.liver_hu),
                 # StudyCache: pre-processed once per study, on disk between runs, in memory up to cache_mb
                 "dataset": ["StudyCache", "Dataset"],
                 "cache_mb": settings.cache_mb,
@@ -276,17 +280,21 @@ class LiverTumorTrain(BasicTrainTask):
         ]
 
     def random_transforms(self, context: Context) -> list:
-        """At every step: crops, synthetic lesions painted into some (synth_prob), flips, rotations, intensity
-        shift; on the GPU when training there."""
+        """At every step: crops, the liver moved to another CT number in some (liver_hu_prob), synthetic lesions
+        painted into some (synth_prob, relative to the liver as it then is), flips, rotations, intensity shift; on
+        the GPU when training there."""
         device = getattr(context, "device", None)
         to_device = [EnsureTyped(keys=("image", "label"), device=device, track_meta=True)] \
             if device is not None and torch.device(device).type == "cuda" else []
         request = context.request
         synthesis = [SynthesizeTumoursd(("image", "label"), request["synth_prob"], request["synth_lesions"],
                                         request["synth_size_mm"])] if request["synth_prob"] > 0 else []
+        attenuation = [RandLiverAttenuationd(("image", "label"), request["liver_hu_prob"], request["liver_hu"])] \
+            if request["liver_hu_prob"] > 0 else []
         return [
             *to_device,
             self._crop(context),
+            *attenuation,
             *synthesis,
             RandFlipd(keys=("image", "label"), spatial_axis=0, prob=0.1),
             RandFlipd(keys=("image", "label"), spatial_axis=1, prob=0.1),
@@ -300,7 +308,12 @@ class LiverTumorTrain(BasicTrainTask):
         return [*self.deterministic_transforms(context), *self.random_transforms(context)]
 
     def val_pre_transforms(self, context: Context):
-        return self.deterministic_transforms(context)
+        return [*self.deterministic_transforms(context), *self.validation_region()]
+
+    def validation_region(self) -> list:
+        """Where inference cascades (a locator is configured): the liver's region only, as it segments."""
+        s = self.settings
+        return [LiverRegiond(("image", "label"), tuple(s.spacing), s.locator_margin_mm)] if s.locator else []
 
     def cache_signature(self) -> str:
         """Changes whenever the cached pre-processing would: a different spacing or window is another entry."""
@@ -313,7 +326,8 @@ class LiverTumorTrain(BasicTrainTask):
     def _dataset(self, context: Context, datalist: list[dict], is_train: bool, replace_rate: float = 0.25):
         datalist = distributed.shard(datalist, train=is_train)
         deterministic = Compose(self.deterministic_transforms(context))
-        per_step = Compose(self.random_transforms(context)) if is_train else None
+        per_step = self.random_transforms(context) if is_train else self.validation_region()
+        per_step = Compose(per_step) if per_step else None
         if context.dataset_type == "Dataset":
             return Dataset(datalist, Compose([deterministic, *([per_step] if per_step else [])])), datalist
         signature = self.cache_signature()

@@ -1,6 +1,7 @@
-"""How a training run validates: sliding windows fitted to each volume, on the averaged weights (or the network
-inside DistributedDataParallel), Dice per class, and the tumour's global Dice and lesion detection (as LiTS scores
-them, lib.metrics.lesions) on the working grid."""
+"""How a training run validates: on the region inference would segment (the liver and the cascade's margin around
+it), sliding windows fitted to each volume, on the averaged weights (or the network inside DistributedDataParallel),
+Dice per class, and the tumour's global Dice and lesion detection (as LiTS scores them, lib.metrics.lesions) on the
+working grid."""
 
 from __future__ import annotations
 
@@ -13,12 +14,29 @@ from ignite.metrics import Metric
 from ignite.metrics.metric import reinit__is_reduced, sync_all_reduce
 from monai.handlers import from_engine
 from monai.inferers import Inferer, SlidingWindowInferer
+from monai.transforms import CropForegroundd, MapTransform
 
 from .. import distributed
 from ..metrics.lesions import lesion_detection
 from ..transforms.postprocess import clean_label
 from ..transforms.preprocess import fitted_roi
 from .averaging import WeightAverage
+
+
+class LiverRegiond(MapTransform):
+    """The image and label cropped to the labelled liver's box widened by margin_mm, as the cascade crops a study
+    to the located liver before the full-resolution stage (lib.cascade): validation then measures what /infer
+    returns, and costs what it does (a quarter of a body-cropped study at 1 mm). The box comes from the label here,
+    where the cascade has its locator's. A label without liver keeps the whole volume (MONAI's crop would empty it)."""
+
+    def __init__(self, keys: tuple[str, str], spacing: tuple[float, ...], margin_mm: float) -> None:
+        super().__init__(keys)
+        margin = [int(np.ceil(margin_mm / s)) for s in spacing]
+        self.label_key = keys[1]
+        self.crop = CropForegroundd(keys, source_key=self.label_key, margin=margin, allow_smaller=True)
+
+    def __call__(self, data):
+        return self.crop(data) if bool((torch.as_tensor(data[self.label_key]) > 0).any()) else dict(data)
 
 
 class FittedWindows(Inferer):
