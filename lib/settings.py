@@ -169,13 +169,13 @@ class Settings:
         "how many synthetic lesions a crop gets: at least, at most", ordered_at_least(1), ["train"]))
     synth_size_mm: tuple[float, float] = field(default=(5.0, 40.0), metadata=_option(
         "the diameters of synthetic lesions (mm): smallest, largest", ordered_at_least(3.0), ["train"]))
-    liver_hu_prob: float = field(default=0.0, metadata=_option(
-        "the chance that a training crop's liver (its vessels and tumours with it) is moved to a CT number drawn "
-        "from liver_hu: fatty, non-contrast and enhanced livers from any study (lib.transforms.liver_attenuation; "
-        "0: never)", unit_interval, ["train"]))
-    liver_hu: tuple[float, float] = field(default=(0.0, 125.0), metadata=_option(
-        "the range (HU) a moved liver's median CT number is drawn from: lowest, highest", ordered_at_least(-20.0),
+    fatty_liver_prob: float = field(default=0.0, metadata=_option(
+        "the chance that a training crop's liver (its vessels and tumours with it) is made fatty: its CT number "
+        "lowered by a shift drawn from fatty_liver_hu (lib.transforms.liver_attenuation; 0: never)", unit_interval,
         ["train"]))
+    fatty_liver_hu: tuple[float, float] = field(default=(-45.0, -25.0), metadata=_option(  # the generator's
+        "the range (HU) a fatty liver's shift is drawn from, as the phantom generator draws it: lowest, highest",
+        ordered_at_least(-200.0), ["train"]))
     tumour_weight: float = field(default=1.0, metadata=_option(
         "the weight of tumour in the cross-entropy (background and liver 1)", positive, ["train"]))
     val_split: float = field(default=0.2, metadata=_option(

@@ -1,4 +1,4 @@
-"""The liver moved to another CT number in a training crop (lib.transforms.liver_attenuation)."""
+"""A fatty liver made from any liver in a training crop (lib.transforms.liver_attenuation)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import torch
 from monai.data import MetaTensor
 from scipy import ndimage
 
-from lib.transforms.liver_attenuation import RandLiverAttenuationd
+from lib.data.phantoms.tissues import FATTY_LIVER_SHIFT
+from lib.settings import Settings
+from lib.transforms.liver_attenuation import RandFattyLiverd
 from lib.transforms.preprocess import HU_WINDOW
 
 LO, HI = HU_WINDOW
@@ -28,33 +30,34 @@ def hu_of(d: dict) -> np.ndarray:
     return np.asarray(d["image"][0]) * (HI - LO) + LO
 
 
-def test_the_liver_lands_on_the_drawn_number_and_its_lesion_keeps_its_contrast():
+def test_the_liver_and_its_lesion_are_lowered_by_the_shift_and_nothing_far_from_it():
     before = crop()
     label = np.asarray(before["label"][0])
     liver, lesion = label == 1, label == 2
-    for target in (5.0, 40.0, 120.0):
-        t = RandLiverAttenuationd(prob=1.0, hu=(target, target))
-        after = hu_of(t(before))
-        assert abs(np.median(after[liver]) - target) < 1.5  # (noise under the window's -21 HU is clipped)
-        if target - 40 > LO + 20:  # the lesion within the window: it moved with the liver
-            contrast = np.median(after[lesion]) - np.median(after[liver])
-            assert abs(contrast - (-40.0)) < 2.0
-        far = ~ndimage.binary_dilation(label > 0, np.ones((3, 3, 3)), iterations=3)  # beyond the liver's blurred edge
+    far = ~ndimage.binary_dilation(label > 0, np.ones((3, 3, 3)), iterations=3)  # beyond the liver's blurred edge
+    for shift in (-45.0, -25.0):
+        after = hu_of(RandFattyLiverd(prob=1.0, shift_hu=(shift, shift))(before))
+        inner = ndimage.binary_erosion(label > 0, np.ones((3, 3, 3)), iterations=3)  # the edge is blurred
+        np.testing.assert_allclose(after[inner] - hu_of(before)[inner], shift, atol=0.01)
+        contrast = np.median(after[lesion]) - np.median(after[liver])
+        assert abs(contrast - (-40.0)) < 2.0  # the lesion went down with the liver
         np.testing.assert_allclose(after[far], hu_of(before)[far], atol=1e-3)
-        assert np.abs(after - hu_of(before))[label == 0].max() < abs(target - 100)  # only its edge, partly
-    assert isinstance(t(before)["image"], MetaTensor)
+        assert np.abs(after - hu_of(before))[label == 0].max() < abs(shift)  # only its edge, partly
+    assert isinstance(RandFattyLiverd(prob=1.0)(before)["image"], MetaTensor)
 
 
-def test_it_is_random_by_seed_and_leaves_the_label():
+def test_it_draws_from_the_generators_fatty_liver_shift_by_seed_and_leaves_the_label():
+    assert Settings().fatty_liver_hu == FATTY_LIVER_SHIFT  # one tissue model: the generator's and the training's
     d = crop()
-    a = RandLiverAttenuationd(prob=1.0, hu=(0.0, 125.0)).set_random_state(3)
-    b = RandLiverAttenuationd(prob=1.0, hu=(0.0, 125.0)).set_random_state(3)
+    liver = np.asarray(d["label"][0]) == 1
+    a, b = RandFattyLiverd(prob=1.0).set_random_state(3), RandFattyLiverd(prob=1.0).set_random_state(3)
     ra, rb = a(d), b(d)
     np.testing.assert_array_equal(np.asarray(ra["image"]), np.asarray(rb["image"]))
     np.testing.assert_array_equal(np.asarray(ra["label"]), np.asarray(d["label"]))
-    medians = {round(float(np.median(hu_of(a(d))[np.asarray(d["label"][0]) == 1]))) for _ in range(8)}
-    assert len(medians) == 8 and min(medians) >= -1 and max(medians) <= 126
-    untouched = RandLiverAttenuationd(prob=0.0)(d)
+    shifts = [float(np.median(hu_of(a(d))[liver]) - np.median(hu_of(d)[liver])) for _ in range(8)]
+    assert len({round(s, 2) for s in shifts}) == 8
+    assert all(FATTY_LIVER_SHIFT[0] - 0.5 <= s <= FATTY_LIVER_SHIFT[1] + 0.5 for s in shifts)
+    untouched = RandFattyLiverd(prob=0.0)(d)
     np.testing.assert_array_equal(np.asarray(untouched["image"]), np.asarray(d["image"]))
 
 
@@ -67,11 +70,11 @@ def test_a_train_request_turns_it_on_before_the_synthesis(tmp_path):
     task = config.trainer()
 
     class Ctx:
-        request = task.options({"liver_hu_prob": 0.4, "liver_hu": [10, 50], "synth_prob": 0.5})
+        request = task.options({"fatty_liver_prob": 0.4, "fatty_liver_hu": [-60, -30], "synth_prob": 0.5})
 
     kinds = [type(t) for t in task.random_transforms(Ctx())]
-    assert kinds.index(RandLiverAttenuationd) < kinds.index(SynthesizeTumoursd)
-    moved = next(t for t in task.random_transforms(Ctx()) if isinstance(t, RandLiverAttenuationd))
-    assert moved.prob == 0.4 and tuple(moved.hu) == (10, 50)
+    assert kinds.index(RandFattyLiverd) < kinds.index(SynthesizeTumoursd)
+    fatty = next(t for t in task.random_transforms(Ctx()) if isinstance(t, RandFattyLiverd))
+    assert fatty.prob == 0.4 and tuple(fatty.shift_hu) == (-60, -30)
     Ctx.request = task.options({})
-    assert RandLiverAttenuationd not in [type(t) for t in task.random_transforms(Ctx())]
+    assert RandFattyLiverd not in [type(t) for t in task.random_transforms(Ctx())]

@@ -50,7 +50,7 @@ from ..errors import InvalidInput
 from ..model.autocast import AutocastInferer, autocast_dtype, cpu_has_bf16
 from ..model.network import LABELS, NUM_CLASSES, build_unet
 from ..settings import Settings, crop_ratios, request_options
-from ..transforms.liver_attenuation import RandLiverAttenuationd
+from ..transforms.liver_attenuation import RandFattyLiverd
 from ..transforms.preprocess import HU_WINDOW, preprocessing
 from ..transforms.synthesis import SynthesizeTumoursd
 from . import pseudo_labels, rank_report, resume
@@ -96,8 +96,8 @@ class LiverTumorTrain(BasicTrainTask):
                 "synth_lesions": list(settings.synth_lesions),
                 "synth_size_mm": list(settings.synth_size_mm),
                 "tumour_weight": settings.tumour_weight,
-                "liver_hu_prob": settings.liver_hu_prob,
-                "liver_hu": list(settings.liver_hu),
+                "fatty_liver_prob": settings.fatty_liver_prob,
+                "fatty_liver_hu": list(settings.fatty_liver_hu),
                 # StudyCache: pre-processed once per study, on disk between runs, in memory up to cache_mb
                 "dataset": ["StudyCache", "Dataset"],
                 "cache_mb": settings.cache_mb,
@@ -280,21 +280,21 @@ class LiverTumorTrain(BasicTrainTask):
         ]
 
     def random_transforms(self, context: Context) -> list:
-        """At every step: crops, the liver moved to another CT number in some (liver_hu_prob), synthetic lesions
-        painted into some (synth_prob, relative to the liver as it then is), flips, rotations, intensity shift; on
-        the GPU when training there."""
+        """At every step: crops, the liver made fatty in some (fatty_liver_prob), synthetic lesions painted into
+        some (synth_prob, relative to the liver as it then is), flips, rotations, intensity shift; on the GPU when
+        training there."""
         device = getattr(context, "device", None)
         to_device = [EnsureTyped(keys=("image", "label"), device=device, track_meta=True)] \
             if device is not None and torch.device(device).type == "cuda" else []
         request = context.request
         synthesis = [SynthesizeTumoursd(("image", "label"), request["synth_prob"], request["synth_lesions"],
                                         request["synth_size_mm"])] if request["synth_prob"] > 0 else []
-        attenuation = [RandLiverAttenuationd(("image", "label"), request["liver_hu_prob"], request["liver_hu"])] \
-            if request["liver_hu_prob"] > 0 else []
+        fatty = [RandFattyLiverd(("image", "label"), request["fatty_liver_prob"], request["fatty_liver_hu"])] \
+            if request["fatty_liver_prob"] > 0 else []
         return [
             *to_device,
             self._crop(context),
-            *attenuation,
+            *fatty,
             *synthesis,
             RandFlipd(keys=("image", "label"), spatial_axis=0, prob=0.1),
             RandFlipd(keys=("image", "label"), spatial_axis=1, prob=0.1),
