@@ -61,3 +61,17 @@ def test_lesion_diameter_follows_the_geometry():
     line = np.zeros((1, 1, 12), bool)
     line[...] = True
     assert abs(max_diameter_mm(line, np.diag([1.0, 1.0, 2.0])) - float(np.linalg.norm([1, 1, 24]))) < 1e-6
+
+
+def test_what_hangs_on_the_liver_by_a_thin_strand_is_cut_off_and_the_liver_keeps_its_corners():
+    label = np.zeros((80, 40, 40), np.uint8)
+    label[5:35, 5:35, 5:35] = 1                   # the liver
+    label[35:55, 19:21, 19:21] = 1                # a strand 2 mm thick, 20 mm long
+    label[55:75, 10:30, 10:30] = 1                # what the model also called liver at its end (bowel, say)
+    label[10:14, 10:14, 10:14] = 2                # a tumour in a corner of the liver
+    out = clean_label(label, (1.0, 1.0, 1.0), margin_mm=5.0, min_tumour_ml=0.01)
+    assert out[50:].max() == 0  # the blob and the half of the strand nearer to it
+    np.testing.assert_array_equal(out[:35], label[:35])  # corners, edges and the tumour as they were
+    thick = label.copy()
+    thick[35:55, 12:28, 12:28] = 1                # joined by 16 mm of tissue: one organ
+    assert (clean_label(thick, (1.0, 1.0, 1.0), margin_mm=5.0, min_tumour_ml=0.01) > 0).sum() == (thick > 0).sum()
