@@ -75,3 +75,11 @@ def test_what_hangs_on_the_liver_by_a_thin_strand_is_cut_off_and_the_liver_keeps
     thick = label.copy()
     thick[35:55, 12:28, 12:28] = 1                # joined by 16 mm of tissue: one organ
     assert (clean_label(thick, (1.0, 1.0, 1.0), margin_mm=5.0, min_tumour_ml=0.01) > 0).sum() == (thick > 0).sum()
+
+
+def test_a_small_tumour_far_from_the_liver_goes_even_next_to_the_volume_edge():
+    label = np.zeros((60, 60, 60), np.uint8)
+    label[30:55, 30:55, 30:55] = 1
+    label[0:3, 0:3, 0:3] = 2                      # 27 voxels in a corner, 40 mm from the liver
+    out = clean_label(label, (1.0, 1.0, 1.0), margin_mm=5.0, min_tumour_ml=0.01)
+    assert out[0:3, 0:3, 0:3].max() == 0 and (out == 1).sum() == 25**3

@@ -30,33 +30,50 @@ def clean_label(label: np.ndarray, spacing: tuple[float, float, float], margin_m
     components, n = ndimage.label(label == 2, structure=FULL_CONNECTIVITY)
     if n == 0 or not liver.any():
         return out
-    index = np.arange(1, n + 1)
-    distance = ndimage.distance_transform_edt(~liver, sampling=spacing)
-    near = np.asarray(ndimage.minimum(distance, components, index)) <= margin_mm
-    volume_ml = np.bincount(components.ravel(), minlength=n + 1)[1:] * float(np.prod(spacing)) / 1000.0
-    kept = np.zeros(n + 1, bool)
-    kept[1:] = near & (volume_ml >= min_tumour_ml)
+    # the distance to the liver only around the tumours (a liver voxel within margin_mm of one is inside this box),
+    # and its minimum per component over their voxels only: on a 512 x 512 x 200 study's region these were 1 s of
+    # the 3.8 s /infer takes
+    reach = [int(np.ceil(margin_mm / s)) + 1 for s in spacing]
+    where = np.argwhere(components > 0)
+    box = tuple(slice(max(0, a - r), b + r + 1) for a, b, r in zip(where.min(0), where.max(0), reach))
+    inside = components[box] > 0
+    distance = ndimage.distance_transform_edt(~liver[box], sampling=spacing)[inside] if liver[box].any() \
+        else np.full(int(inside.sum()), np.inf)  # (with no liver in it, scipy measures to the box's edge)
+    nearest = np.full(n + 1, np.inf)
+    np.minimum.at(nearest, components[box][inside], distance)
+    volume_ml = np.bincount(components.ravel(), minlength=n + 1) * float(np.prod(spacing)) / 1000.0
+    kept = (nearest <= margin_mm) & (volume_ml >= min_tumour_ml)
+    kept[0] = False
     tumour = kept[components]
     out[tumour] = 2
-    enclosed = ndimage.binary_fill_holes(out > 0) & (label == 2) & ~tumour
-    out[enclosed] = 1
+    removed = (label == 2) & ~tumour
+    if removed.any():
+        out[ndimage.binary_fill_holes(out > 0) & removed] = 1
     return out
 
 
 def _without_bridges(organ: np.ndarray, spacing: tuple[float, float, float], bridge_mm: float = BRIDGE_MM
                      ) -> np.ndarray:
     """The part of `organ` around its largest core once strands up to 2 x bridge_mm thick are cut: a model that
-    spills into bowel along a thin strand (a real CT: liver Dice 0.73 with the strand, 0.91 without) loses the
-    spill; every voxel goes with the core nearest to it, so the liver keeps its own edges and corners. MONAI's
-    connected-component transforms keep or drop whole components; none cuts them at their narrow parts."""
-    core = ndimage.distance_transform_edt(organ, sampling=spacing) > bridge_mm
+    spills into bowel along a thin strand (a real CT: liver Dice 0.73 with the strand, 0.90 without) loses the
+    spill; every voxel goes with the core nearest to it, so the liver keeps its own edges and corners. The cores
+    are found on a grid of about bridge_mm / 2 (every other voxel in-plane at 0.8 mm: a quarter of the distance
+    transforms' work, which /infer pays on every study). MONAI's connected-component transforms keep or drop whole
+    components; none cuts them at their narrow parts."""
+    step = tuple(max(1, round(bridge_mm / (2 * s))) for s in spacing)
+    coarse = organ[tuple(slice(None, None, k) for k in step)]
+    coarse_spacing = tuple(s * k for s, k in zip(spacing, step))
+    core = ndimage.distance_transform_edt(coarse, sampling=coarse_spacing) > bridge_mm
     cores, n = ndimage.label(core, structure=FULL_CONNECTIVITY)
     if n < 2:
         return organ
     biggest = 1 + int(np.argmax(np.bincount(cores.ravel())[1:]))
-    nearest = ndimage.distance_transform_edt(cores == 0, sampling=spacing, return_distances=False,
+    nearest = ndimage.distance_transform_edt(cores == 0, sampling=coarse_spacing, return_distances=False,
                                              return_indices=True)
-    return organ & (cores[tuple(nearest)] == biggest)
+    owner = cores[tuple(nearest)] == biggest
+    for axis, k in enumerate(step):  # back to the full grid, each voxel with the coarse one at or before it
+        owner = np.repeat(owner, k, axis=axis)
+    return organ & owner[tuple(slice(0, n) for n in organ.shape)]
 
 
 class LiverTumorPostprocessd(MapTransform):
