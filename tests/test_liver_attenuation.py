@@ -62,7 +62,10 @@ def test_it_draws_from_the_generators_fatty_liver_shift_by_seed_and_leaves_the_l
 
 
 def test_a_train_request_turns_it_on_before_the_synthesis(tmp_path):
+    # imported here, as the config is: MONAI Label's app loader in an earlier test of the same process may have
+    # imported lib again, and a class from before would not be the trainer's
     from lib.configs.liver_tumor import LiverTumor
+    from lib.transforms.liver_attenuation import RandFattyLiverd
     from lib.transforms.synthesis import SynthesizeTumoursd
 
     config = LiverTumor()

@@ -267,8 +267,10 @@ def run_train(args: argparse.Namespace) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     save_json(result, args.out / "train.json")
     plot(result, args.out / "train.png")
+    # the JSON first, the table last: its per-epoch lists grow with the epochs that fit in the minutes, and the
+    # table is what the end of a log (device-check keeps 3000 characters of each step) should show
+    print(json.dumps(result, indent=1), flush=True)
     print(table(result), file=sys.stderr)
-    print(json.dumps({k: v for k, v in result.items()}, indent=1))
 
 
 def run_models(args: argparse.Namespace) -> None:
