@@ -18,12 +18,12 @@ from typing import Hashable, Sequence
 
 import numpy as np
 import torch
-from monai.data import MetaTensor
 from monai.transforms import MapTransform, RandomizableTransform
 from scipy import ndimage
 
 from ..data.phantoms.tissues import FATTY_LIVER_SHIFT
 from .preprocess import HU_WINDOW
+from .synthesis import like
 
 MIN_LIVER_VOXELS = 500
 EDGE_SIGMA = 0.6  # voxels: the blur of the liver's edge, about a voxel's partial volume
@@ -53,6 +53,5 @@ class RandFattyLiverd(RandomizableTransform, MapTransform):
         pixels = torch.as_tensor(image)[0].float().cpu().numpy()
         weight = ndimage.gaussian_filter((classes >= 1).astype(np.float32), EDGE_SIGMA)
         moved = np.clip(pixels + shift_hu / (hi - lo) * weight, 0.0, 1.0)
-        tensor = torch.as_tensor(moved[None], dtype=torch.as_tensor(image).dtype, device=torch.as_tensor(image).device)
-        d[self.image_key] = MetaTensor(tensor, meta=image.meta) if isinstance(image, MetaTensor) else tensor
+        d[self.image_key] = like(image, torch.as_tensor(moved[None]))
         return d

@@ -23,7 +23,7 @@ def clean_label(label: np.ndarray, spacing: tuple[float, float, float], margin_m
         return label
     keep = KeepLargestConnectedComponent(applied_labels=[1, 2], is_onehot=False, independent=False)
     largest = np.asarray(keep(torch.tensor(label[None])))[0] > 0  # a copy: the transform works in place
-    largest &= _without_bridges(largest, spacing)
+    largest = _without_bridges(largest, spacing)
     liver = (label == 1) & largest
     out = liver.astype(np.uint8)
     # MONAI filters components by size, not by their distance to another class: that part is done here
@@ -73,7 +73,7 @@ def _without_bridges(organ: np.ndarray, spacing: tuple[float, float, float], bri
     owner = cores[tuple(nearest)] == biggest
     for axis, k in enumerate(step):  # back to the full grid, each voxel with the coarse one at or before it
         owner = np.repeat(owner, k, axis=axis)
-    return organ & owner[tuple(slice(0, n) for n in organ.shape)]
+    return organ & owner[tuple(slice(0, size) for size in organ.shape)]
 
 
 class LiverTumorPostprocessd(MapTransform):

@@ -60,12 +60,13 @@ class SynthesizeTumoursd(RandomizableTransform, MapTransform):
         out_image = torch.as_tensor(np.clip((painted.hu - lo) / (hi - lo), 0, 1)[None], dtype=torch.float32)
         new_label = np.asarray(torch.as_tensor(label).cpu()).copy()
         new_label[0][painted.tumour] = 2
-        d[self.image_key] = _like(image, out_image)
-        d[self.label_key] = _like(label, torch.as_tensor(new_label))
+        d[self.image_key] = like(image, out_image)
+        d[self.label_key] = like(label, torch.as_tensor(new_label))
         return d
 
 
-def _like(original, tensor: torch.Tensor):
+def like(original, tensor: torch.Tensor):
+    """`tensor` with the original's dtype and device, and its metadata where it is a MetaTensor."""
     tensor = tensor.to(dtype=torch.as_tensor(original).dtype, device=torch.as_tensor(original).device)
     return MetaTensor(tensor, meta=original.meta) if isinstance(original, MetaTensor) else tensor
 
