@@ -123,7 +123,9 @@ class Settings:
     amp: bool = field(default=True, metadata=_option("mixed precision on CUDA (inference and training)",
                                                       request=["train"]))
     cpu_bf16: bool = field(default=True, metadata=_option(
-        "bfloat16 autocast on CPUs with AVX-512 BF16 or AMX (ignored on others)", request=["infer", "train"]))
+        "bfloat16 autocast on CPUs with AVX-512 BF16 or AMX (ignored on others; training steps fall back to float32 "
+        "for crops of 17-32 voxels where the CPU's bf16 gradient is wrong: docs/training.md)",
+        request=["infer", "train"]))
     channels_last: bool = field(default=True, metadata=_option(
         "channels-last 3D memory layout for the network at inference (training does not use it: its backward pass "
         "gave NaN gradients here)"))

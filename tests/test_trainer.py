@@ -161,11 +161,12 @@ def test_pseudo_labels_train_beside_the_final_ones_never_as_them(task, tmp_path)
 
 
 def test_a_tiny_run_with_the_tumour_options_learns_the_liver_and_reports_lesions(tmp_path):
-    """From scratch at 4 mm on 6 small phantoms for 6 epochs, crops on tumours, synthetic lesions in half the
-    crops: the liver is learnt (validation liver Dice 0.30 -> 0.40) and every validation reports the tumour's
-    Dice, global Dice, lesions found and false positives. (This test used to ask for tumour Dice above zero: at
-    this size that came only from epoch 1's noise, 2500 false-positive lesions, and was 0 in one clean run; 14
-    epochs found none either. That tumours are learnt is measured by the recipe's runs: docs/model.md.)"""
+    """From scratch at 4 mm on 6 small phantoms for 10 epochs, crops on tumours, synthetic lesions in half the
+    crops: the liver is learnt (validation liver Dice 0.33 -> 0.60 here; flat for the first 6 epochs) and every
+    validation reports the tumour's Dice, global Dice, lesions found and false positives. (Tumour Dice above zero
+    at this size comes only from epoch 1's noise, thousands of false-positive lesions; that tumours are learnt is
+    measured by the recipe's runs: docs/model.md.) This run's 32^3 crops reach a depth of 2, where this CPU's
+    bf16 gradient is wrong: it trains in float32 (it once went NaN in CI)."""
     from lib.data.phantoms.batch import make_phantoms
     from lib.data.phantoms.study import study_id, study_paths
     from lib.data.sample_datastore import final_label_path
@@ -179,10 +180,10 @@ def test_a_tiny_run_with_the_tumour_options_learns_the_liver_and_reports_lesions
     config.init("liver_tumor", str(tmp_path / "model"), {"pretrained_path": "none", "spacing": "4",
                                                          "roi_size": "64", "crop_size": "32"}, None)
     task = config.trainer()
-    task({"model": "liver_tumor", "max_epochs": 6, "synth_prob": 0.5, "tumour_weight": 10, "crop_ratios": "1,1,2",
+    task({"model": "liver_tumor", "max_epochs": 10, "synth_prob": 0.5, "tumour_weight": 10, "crop_ratios": "1,1,2",
           "learning_rate": 0.002, "seed": 0, "val_split": 0.34, "multi_gpu": False}, CheckedLocalDatastore(str(store)))
     history = task.stats()["history"]
-    assert len(history) == 6 and max(h["val_liver_dice"] for h in history[3:]) > history[0]["val_liver_dice"] + 0.03
+    assert len(history) == 10 and max(h["val_liver_dice"] for h in history[7:]) > history[0]["val_liver_dice"] + 0.1
     for h in history:
         assert 0 <= h["val_tumour_dice"] <= 1 and 0 <= h["val_tumour_global_dice"] <= 1
         assert 0 <= h["val_lesion_sensitivity"] <= 1 and h["val_false_positive_lesions"] >= 0

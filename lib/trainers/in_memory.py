@@ -22,8 +22,8 @@ from ..data.phantoms.batch import make_phantoms
 from ..data.phantoms.study import study_id, study_paths
 from ..metrics.dice import dice
 from ..metrics.lesions import lesion_detection
-from ..model.autocast import AutocastInferer, autocast_dtype
-from ..model.network import NUM_CLASSES, build_unet
+from ..model.autocast import AutocastInferer, autocast_dtype, training_dtype
+from ..model.network import NUM_CLASSES, STRIDES, build_unet
 from ..settings import Settings
 from ..transforms.postprocess import clean_label
 from ..transforms.preprocess import preprocessing
@@ -93,7 +93,9 @@ def train(studies: list[Study], cfg: LoopConfig, seed: int, start: torch.nn.Modu
     ])
     crop.set_random_state(seed)
     rng = np.random.default_rng(seed)
-    device_type, dtype = torch.device(cfg.device).type, _dtype(cfg.device)
+    device_type = torch.device(cfg.device).type
+    dtype = training_dtype(cfg.device, True, cfg.crop, STRIDES[:len(cfg.channels) - 1]) \
+        if device_type == "cpu" else _dtype(cfg.device)
     net.train()
     for _ in range(steps or cfg.steps):
         s = studies[int(rng.integers(len(studies)))]

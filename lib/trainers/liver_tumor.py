@@ -47,8 +47,8 @@ from ..data.atomic import save_json
 from ..data.decathlon import datalist as decathlon_datalist
 from ..data.study_cache import StudyCache, prune
 from ..errors import InvalidInput
-from ..model.autocast import AutocastInferer, autocast_dtype, cpu_has_bf16
-from ..model.network import LABELS, NUM_CLASSES, build_unet
+from ..model.autocast import AutocastInferer, autocast_dtype, cpu_has_bf16, training_dtype
+from ..model.network import LABELS, NUM_CLASSES, STRIDES, build_unet
 from ..settings import Settings, crop_ratios, request_options
 from ..transforms.liver_attenuation import RandFattyLiverd
 from ..transforms.preprocess import HU_WINDOW, preprocessing
@@ -350,13 +350,16 @@ class LiverTumorTrain(BasicTrainTask):
         ]
 
     # ---- inference during training
-    def _autocast(self, context: Context) -> tuple[str, torch.dtype | None]:
+    def _autocast(self, context: Context, training: bool = False) -> tuple[str, torch.dtype | None]:
         """CUDA fp16 AMP is the engine's own (with its gradient scaler); CUDA bf16 needs no scaler and runs here,
-        as does bf16 on CPUs that have it."""
+        as does bf16 on CPUs that have it (for training steps, where its gradients are right: training_dtype)."""
         device = context.device
         if device.type == "cuda":
             bf16 = self._amp_wanted(context) and context.request["amp_dtype"] == "bfloat16"
             return "cuda", torch.bfloat16 if bf16 else None
+        if training:
+            return device.type, training_dtype(device, context.request["cpu_bf16"], context.request["crop_size"],
+                                               STRIDES)
         return device.type, autocast_dtype(device, False, context.request["cpu_bf16"])
 
     def _amp_wanted(self, context: Context) -> bool:
@@ -369,7 +372,7 @@ class LiverTumorTrain(BasicTrainTask):
         return super()._create_trainer(context)
 
     def train_inferer(self, context: Context):
-        return AutocastInferer(SimpleInferer(), *self._autocast(context))
+        return AutocastInferer(SimpleInferer(), *self._autocast(context, training=True))
 
     def val_inferer(self, context: Context):
         inner = FittedWindows(self.settings.roi_size, self.settings.sw_overlap)
