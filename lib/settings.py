@@ -181,6 +181,11 @@ class Settings:
     fatty_liver_hu: tuple[float, float] = field(default=(-45.0, -25.0), metadata=_option(  # the generator's
         "the range (HU) a fatty liver's shift is drawn from, as the phantom generator draws it: lowest, highest",
         ordered_at_least(-200.0), ["train"]))
+    noise_prob: float = field(default=0.0, metadata=_option(
+        "the chance that a training crop gets extra white noise, its standard deviation drawn up to noise_hu "
+        "(0: never)", unit_interval, ["train"]))
+    noise_hu: float = field(default=25.0, metadata=_option(
+        "the largest standard deviation (HU) of that noise", not_negative, ["train"]))
     tumour_weight: float = field(default=1.0, metadata=_option(
         "the weight of tumour in the cross-entropy (background and liver 1)", positive, ["train"]))
     val_split: float = field(default=0.2, metadata=_option(

@@ -1,4 +1,5 @@
-"""A fatty liver made from any liver in a training crop (lib.transforms.liver_attenuation)."""
+"""Training crops that look like harder scans: a fatty liver made from any liver (lib.transforms.liver_attenuation),
+and extra noise."""
 
 from __future__ import annotations
 
@@ -81,3 +82,30 @@ def test_a_train_request_turns_it_on_before_the_synthesis(tmp_path):
     assert fatty.prob == 0.4 and tuple(fatty.shift_hu) == (-60, -30)
     Ctx.request = task.options({})
     assert RandFattyLiverd not in [type(t) for t in task.random_transforms(Ctx())]
+
+
+def test_a_train_request_adds_noise_in_hu_after_the_synthesis(tmp_path):
+    """noise_prob and noise_hu: white noise whose standard deviation, in HU, is drawn up to noise_hu, added after
+    the lesions are painted (they get it too)."""
+    from monai.transforms import RandGaussianNoised
+
+    from lib.configs.liver_tumor import LiverTumor
+    from lib.transforms.synthesis import SynthesizeTumoursd
+
+    config = LiverTumor()
+    config.init("liver_tumor", str(tmp_path), {"pretrained_path": "none", "spacing": "4"}, None)
+    task = config.trainer()
+
+    class Ctx:
+        request = task.options({"noise_prob": 1.0, "noise_hu": 30, "synth_prob": 0.5})
+
+    steps = task.random_transforms(Ctx())
+    kinds = [type(t) for t in steps]
+    assert kinds.index(SynthesizeTumoursd) < kinds.index(RandGaussianNoised)
+    noise = steps[kinds.index(RandGaussianNoised)]
+    noise.set_random_state(0)
+    flat = {"image": MetaTensor(torch.full((1, 32, 32, 32), (100.0 - LO) / (HI - LO)))}
+    sds = [float(hu_of(noise(dict(flat))).std()) for _ in range(20)]
+    assert max(sds) <= 30 * 1.02 and max(sds) > 20 and min(sds) < 15, sds
+    Ctx.request = task.options({})
+    assert RandGaussianNoised not in [type(t) for t in task.random_transforms(Ctx())]

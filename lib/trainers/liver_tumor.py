@@ -34,6 +34,7 @@ from monai.transforms import (
     RandCropByLabelClassesd,
     RandCropByPosNegLabeld,
     RandFlipd,
+    RandGaussianNoised,
     RandRotate90d,
     RandShiftIntensityd,
     SelectItemsd,
@@ -98,6 +99,8 @@ class LiverTumorTrain(BasicTrainTask):
                 "tumour_weight": settings.tumour_weight,
                 "fatty_liver_prob": settings.fatty_liver_prob,
                 "fatty_liver_hu": list(settings.fatty_liver_hu),
+                "noise_prob": settings.noise_prob,
+                "noise_hu": settings.noise_hu,
                 # StudyCache: pre-processed once per study, on disk between runs, in memory up to cache_mb
                 "dataset": ["StudyCache", "Dataset"],
                 "cache_mb": settings.cache_mb,
@@ -281,8 +284,8 @@ class LiverTumorTrain(BasicTrainTask):
 
     def random_transforms(self, context: Context) -> list:
         """At every step: crops, the liver made fatty in some (fatty_liver_prob), synthetic lesions painted into
-        some (synth_prob, relative to the liver as it then is), flips, rotations, intensity shift; on the GPU when
-        training there."""
+        some (synth_prob, relative to the liver as it then is), extra noise in some (noise_prob: a noisy scan's
+        liver was called tumour), flips, rotations, intensity shift; on the GPU when training there."""
         device = getattr(context, "device", None)
         to_device = [EnsureTyped(keys=("image", "label"), device=device, track_meta=True)] \
             if device is not None and torch.device(device).type == "cuda" else []
@@ -291,11 +294,15 @@ class LiverTumorTrain(BasicTrainTask):
                                         request["synth_size_mm"])] if request["synth_prob"] > 0 else []
         fatty = [RandFattyLiverd(("image", "label"), request["fatty_liver_prob"], request["fatty_liver_hu"])] \
             if request["fatty_liver_prob"] > 0 else []
+        lo, hi = HU_WINDOW
+        noise = [RandGaussianNoised(keys="image", prob=request["noise_prob"], std=request["noise_hu"] / (hi - lo))] \
+            if request["noise_prob"] > 0 else []
         return [
             *to_device,
             self._crop(context),
             *fatty,
             *synthesis,
+            *noise,
             RandFlipd(keys=("image", "label"), spatial_axis=0, prob=0.1),
             RandFlipd(keys=("image", "label"), spatial_axis=1, prob=0.1),
             RandFlipd(keys=("image", "label"), spatial_axis=2, prob=0.1),
