@@ -124,7 +124,7 @@ class Settings:
                                                       request=["train"]))
     cpu_bf16: bool = field(default=True, metadata=_option(
         "bfloat16 autocast on CPUs with AVX-512 BF16 or AMX (ignored on others; training steps fall back to float32 "
-        "for crops of 17-32 voxels where the CPU's bf16 gradient is wrong: docs/training.md)",
+        "for crops of 32 voxels or fewer where the CPU's bf16 gradient is wrong: docs/training.md)",
         request=["infer", "train"]))
     channels_last: bool = field(default=True, metadata=_option(
         "channels-last 3D memory layout for the network at inference (training does not use it: its backward pass "

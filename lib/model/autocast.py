@@ -62,11 +62,11 @@ def cpu_bf16_depth_2_gradient_wrong() -> bool:
     return False
 
 
-def training_dtype(device: str | torch.device, cpu_bf16: bool, crop_size: int,
+def training_dtype(device: str | torch.device, amp: bool, cpu_bf16: bool, crop_size: int,
                    strides: Sequence[int]) -> torch.dtype | None:
-    """The CPU's autocast type for training steps on crops of crop_size: bfloat16 where asked and available, unless
-    a level of the network sees a depth of 2 on a CPU whose bf16 gradient there is wrong (then float32)."""
-    dtype = autocast_dtype(device, False, cpu_bf16)
+    """autocast_dtype for training steps on crops of crop_size (bfloat16 only ever on the CPU): float32 instead where a
+    level of the network sees a depth of 2 and this CPU's bf16 gradient there is wrong."""
+    dtype = autocast_dtype(device, amp, cpu_bf16)
     if dtype is torch.bfloat16 and 2 in level_depths(crop_size, strides) and cpu_bf16_depth_2_gradient_wrong():
         logger.warning("training in float32, not bfloat16: crops of %d reach a depth of 2 in the network, where "
                        "this CPU's bfloat16 convolution gradient is wrong", crop_size)

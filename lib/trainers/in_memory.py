@@ -94,8 +94,7 @@ def train(studies: list[Study], cfg: LoopConfig, seed: int, start: torch.nn.Modu
     crop.set_random_state(seed)
     rng = np.random.default_rng(seed)
     device_type = torch.device(cfg.device).type
-    dtype = training_dtype(cfg.device, True, cfg.crop, STRIDES[:len(cfg.channels) - 1]) \
-        if device_type == "cpu" else _dtype(cfg.device)
+    dtype = training_dtype(cfg.device, True, True, cfg.crop, STRIDES[:len(cfg.channels) - 1])
     net.train()
     for _ in range(steps or cfg.steps):
         s = studies[int(rng.integers(len(studies)))]

@@ -365,8 +365,8 @@ class LiverTumorTrain(BasicTrainTask):
             bf16 = self._amp_wanted(context) and context.request["amp_dtype"] == "bfloat16"
             return "cuda", torch.bfloat16 if bf16 else None
         if training:
-            return device.type, training_dtype(device, context.request["cpu_bf16"], context.request["crop_size"],
-                                               STRIDES)
+            return device.type, training_dtype(device, False, context.request["cpu_bf16"],
+                                               context.request["crop_size"], STRIDES)
         return device.type, autocast_dtype(device, False, context.request["cpu_bf16"])
 
     def _amp_wanted(self, context: Context) -> bool:
