@@ -214,6 +214,7 @@ def test_infer_returns_a_label_on_the_image_grid_with_a_report(server):
     result = client.post(f"/infer/liver_tumor?image={UNLABELLED}&output=json").json()
     assert result["label_names"] == {"liver": 1, "tumour": 2}
     assert {"pre", "infer", "invert", "post", "write", "total"} <= set(result["latencies"])
+    assert result["noise_hu"] > 0  # measured on every study (smoothed only above denoise_above_hu)
     assert result["tumour_count"] == len(result["lesion_volumes_ml"])
     assert abs(sum(result["lesion_volumes_ml"]) - result["tumour_volume_ml"]) < 0.01 + 0.001 * result["tumour_count"]
     bad = client.post(f"/infer/liver_tumor?image={UNLABELLED}", data={"params": json.dumps({"roi_size": [8, 8]})})

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from lib.metrics.lesions import max_diameter_mm
-from lib.transforms.postprocess import clean_label
+from lib.transforms.postprocess import channel_argmax, clean_label, unsure_tumours_dropped
 from lib.transforms.report import lesion_report
 
 
@@ -83,3 +84,19 @@ def test_a_small_tumour_far_from_the_liver_goes_even_next_to_the_volume_edge():
     label[0:3, 0:3, 0:3] = 2                      # 27 voxels in a corner, 40 mm from the liver
     out = clean_label(label, (1.0, 1.0, 1.0), margin_mm=5.0, min_tumour_ml=0.01)
     assert out[0:3, 0:3, 0:3].max() == 0 and (out == 1).sum() == 25**3
+
+
+def test_tumours_the_model_is_unsure_of_go_to_the_likelier_other_class():
+    logits = torch.zeros(3, 30, 30, 30)
+    logits[1, :20] = 1.0                          # liver in the first 20 slices, background after
+    logits[2, 2:6, 2:6, 2:6] = 5.0                # a sure tumour in the liver: p = 0.97
+    logits[2, 10:14, 10:14, 10:14] = 1.2          # an unsure one in the liver: p = 0.47
+    logits[2, 17:23, 2:6, 2:6] = 1.2              # an unsure one across the liver's edge: 0.47 and 0.62
+    labels = channel_argmax(logits)
+    assert int((labels == 2).sum()) == 64 * 2 + 96
+    kept = unsure_tumours_dropped(logits, labels, 0.6)
+    assert (kept[0, 2:6, 2:6, 2:6] == 2).all() and int((kept == 2).sum()) == 64
+    assert (kept[0, 10:14, 10:14, 10:14] == 1).all()
+    assert (kept[0, 17:20, 2:6, 2:6] == 1).all() and (kept[0, 20:23, 2:6, 2:6] == 0).all()
+    assert torch.equal(unsure_tumours_dropped(logits, labels, 0.4), labels)  # all above 0.4: as they were
+    assert torch.equal(unsure_tumours_dropped(logits, labels, 0.0), labels)  # 0: off

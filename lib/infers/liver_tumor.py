@@ -2,8 +2,10 @@
 
 load (and check, in the stored voxel type) -> find the liver at 4 mm and crop the study to it, in its own voxels
 (the cascade; the whole volume when there is no locator or the liver is not found or at the border) -> orient
-RAS -> resample to the model's spacing -> HU window -21..189 to 0..1 -> crop to the body -> sliding-window UNet
-(CUDA with AMP, or CPU with bf16 where it has it, channels-last) -> argmax -> back to the crop's grid (the
+RAS -> resample to the model's spacing -> HU window -21..189 to 0..1 -> crop to the body -> measure the noise
+(and smooth a study noisier than the model has learnt) -> sliding-window UNet
+(CUDA with AMP, or CPU with bf16 where it has it, channels-last) -> argmax (tumours the model is unsure of
+dropped) -> back to the crop's grid (the
 inverse of the pre-processing, nearest neighbour, done once on the label) -> clean up (one liver, tumour near
 it, no specks) -> report volumes and lesions -> paste into the study's shape -> write, with its affine.
 """
@@ -34,9 +36,10 @@ from ..model.checkpoint import load_network, read_card
 from ..model.network import LABELS, build_unet
 from ..scoring.signals import foreground_entropy
 from ..settings import Settings, request_options
+from ..transforms.denoise import SmoothNoisyd
 from ..transforms.image_path import RestoreImagePathd, StashImagePathd
 from ..transforms.load import LoadCTd
-from ..transforms.postprocess import LiverTumorPostprocessd, channel_argmax
+from ..transforms.postprocess import LiverTumorPostprocessd, channel_argmax, unsure_tumours_dropped
 from ..transforms.preprocess import fitted_roi, preprocessing
 from ..transforms.report import LesionReportd
 
@@ -91,11 +94,14 @@ class LiverTumorInfer(BasicInferTask):
     # ---- the stages
     def pre_transforms(self, data=None) -> Sequence[Callable]:
         data = data or {}
-        cascade = self._options(data)["cascade"]
+        options = self._options(data)
+        cascade = options["cascade"]
         return [StashImagePathd(), LoadCTd("image", dtype=None, max_mb=self.settings.max_image_mb,
                                            json_key=self.output_json_key),
                 CropToLiverd("image", lambda: self._locator(data) if cascade else "cascade off in the request"),
-                *preprocessing(self.settings.spacing)]
+                *preprocessing(self.settings.spacing),
+                SmoothNoisyd("image", self.output_json_key, options["denoise_above_hu"], options["denoise_sigma_mm"],
+                             self.settings.spacing)]
 
     def inferer(self, data=None) -> Inferer:
         data = data or {}
@@ -114,8 +120,10 @@ class LiverTumorInfer(BasicInferTask):
     def run_invert_transforms(self, data: dict[str, Any], pre_transforms, names):
         """Argmax, then undo crop, resampling and orientation with MONAI's Invertd, once, on the label."""
         pred = data[self.output_label_key]
-        labels = channel_argmax(torch.as_tensor(pred))
-        if self._options(data)["uncertainty"]:
+        options = self._options(data)
+        labels = unsure_tumours_dropped(torch.as_tensor(pred), channel_argmax(torch.as_tensor(pred)),
+                                        options["min_tumour_probability"])
+        if options["uncertainty"]:
             data[self.output_json_key] = {**data.get(self.output_json_key, {}),
                                           "uncertainty": foreground_entropy(torch.as_tensor(pred), labels[0])}
         data[self.output_label_key] = MetaTensor(labels, meta=pred.meta) if isinstance(pred, MetaTensor) else labels

@@ -20,8 +20,9 @@ BANDS = (band(0.0), band(SIZE_BANDS_MM[0]), band(SIZE_BANDS_MM[1]))
 def evaluate(infer: Callable[[dict], tuple], cases: Iterable[tuple[str, Path, Path]], request: dict | None = None,
              known: Callable[[Path], list[dict] | None] | None = None, keep: Path | None = None) -> list[dict]:
     """Run infer({"image": path, ...}) on each (id, image, truth) and measure Dice per class, the whole liver's
-    Dice, lesion detection and latency. known(image): what is known of its true lesions (lesion_detection).
-    keep: a folder to keep the labels in (<id>.nii.gz), else they are removed."""
+    Dice, lesion detection and latency; the noise the app measured (and the smoothing) are kept beside them.
+    known(image): what is known of its true lesions (lesion_detection). keep: a folder to keep the labels in
+    (<id>.nii.gz), else they are removed."""
     rows = []
     for case_id, image, truth in cases:
         start = time.perf_counter()
@@ -31,7 +32,8 @@ def evaluate(infer: Callable[[dict], tuple], cases: Iterable[tuple[str, Path, Pa
         lesions = lesion_detection(np.asanyarray(label.dataobj), np.asanyarray(nib.load(str(truth)).dataobj),
                                    label.affine, known(Path(image)) if known else None)
         rows.append({"id": case_id, **compare(Path(label_file), truth), "seconds": round(seconds, 2),
-                     "lesions": lesions, "latencies": result.get("latencies", {})})
+                     "lesions": lesions, "latencies": result.get("latencies", {}),
+                     **{k: result[k] for k in ("noise_hu", "smoothed_sigma_mm") if k in result}})
         if keep is not None:
             keep.mkdir(parents=True, exist_ok=True)
             shutil.move(label_file, keep / f"{case_id}.nii.gz")

@@ -106,3 +106,23 @@ def channel_argmax(logits: torch.Tensor) -> torch.Tensor:
         index[larger] = c
         torch.maximum(best, logits[c], out=best)
     return index[None].float()  # float, as MONAI's AsDiscrete gives: Invertd resamples it
+
+
+def unsure_tumours_dropped(logits: torch.Tensor, labels: torch.Tensor, min_probability: float) -> torch.Tensor:
+    """labels (1, X, Y, Z) from `logits` (3, X, Y, Z), with each tumour component whose mean tumour probability is
+    under `min_probability` given the better of background and liver instead. MONAI's connected-component
+    transforms filter by size only; this filters by the model's own confidence, on the working grid."""
+    tumour = labels[0] == 2
+    if min_probability <= 0 or not bool(tumour.any()):
+        return labels
+    components, n = ndimage.label(tumour.cpu().numpy(), structure=FULL_CONNECTIVITY)
+    inside = torch.from_numpy(components[components > 0]).long()
+    probability = torch.softmax(logits[:, tumour].float(), dim=0)[2].cpu()
+    mean = torch.bincount(inside, weights=probability, minlength=n + 1) / torch.bincount(inside, minlength=n + 1
+                                                                                          ).clamp_min(1)
+    unsure = torch.from_numpy(np.asarray(mean < min_probability)[components]) & tumour.cpu()
+    if not bool(unsure.any()):
+        return labels
+    out = labels.clone()
+    out[0][unsure.to(labels.device)] = (logits[1][unsure] > logits[0][unsure]).float()
+    return out
