@@ -3,11 +3,11 @@
 load (and check, in the stored voxel type) -> find the liver at 4 mm and crop the study to it, in its own voxels
 (the cascade; the whole volume when there is no locator or the liver is not found or at the border) -> orient
 RAS -> resample to the model's spacing -> HU window -21..189 to 0..1 -> crop to the body -> measure the noise
-(and smooth a study noisier than the model has learnt) -> sliding-window UNet
-(CUDA with AMP, or CPU with bf16 where it has it, channels-last) -> argmax (tumours the model is unsure of
-dropped) -> back to the crop's grid (the
-inverse of the pre-processing, nearest neighbour, done once on the label) -> clean up (one liver, tumour near
-it, no specks) -> report volumes and lesions -> paste into the study's shape -> write, with its affine.
+(and smooth a study noisier than the model has learnt) -> sliding-window UNet (CUDA with AMP, or CPU with bf16
+where it has it, channels-last) -> argmax (tumours the model is unsure of dropped, when asked) -> back to the
+crop's grid (the inverse of the pre-processing, nearest neighbour, done once on the label) -> clean up (one
+liver, tumour near it, no specks) -> report volumes and lesions -> paste into the study's shape -> write, with
+its affine.
 """
 
 from __future__ import annotations
