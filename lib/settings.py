@@ -155,8 +155,7 @@ class Settings:
     # 18 -> 15 of 113) and on LiTS 117 (24 -> 22 of 70), and lesions found come first (docs/model.md)
     min_tumour_probability: float = field(default=0.0, metadata=_option(
         "tumour components whose mean tumour probability is under this become liver or background; 0: none",
-        unit_interval,
-        ["infer"]))
+        unit_interval, ["infer"]))
     pyliverlesionseg_path: str = field(default=str(PYLIVERLESIONSEG_WEIGHTS), metadata=_option(
         "pyliverlesionseg's liver and lesion networks (trained on patients' CT), converted from its PyPI wheel by "
         "`liver-tumor pyliverlesionseg-model`, which make serve runs when the file is missing; 'none': no "

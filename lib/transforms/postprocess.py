@@ -116,13 +116,12 @@ def unsure_tumours_dropped(logits: torch.Tensor, labels: torch.Tensor, min_proba
     if min_probability <= 0 or not bool(tumour.any()):
         return labels
     components, n = ndimage.label(tumour.cpu().numpy(), structure=FULL_CONNECTIVITY)
-    inside = torch.from_numpy(components[components > 0]).long()
-    probability = torch.softmax(logits[:, tumour].float(), dim=0)[2].cpu()
-    mean = torch.bincount(inside, weights=probability, minlength=n + 1) / torch.bincount(inside, minlength=n + 1
-                                                                                          ).clamp_min(1)
-    unsure = torch.from_numpy(np.asarray(mean < min_probability)[components]) & tumour.cpu()
+    ids = components[components > 0]  # the tumour voxels' components, in the order boolean indexing takes them
+    probability = torch.softmax(logits[:, tumour].float(), dim=0)[2].cpu().numpy()
+    mean = np.bincount(ids, weights=probability, minlength=n + 1) / np.maximum(np.bincount(ids, minlength=n + 1), 1)
+    unsure = torch.from_numpy((mean < min_probability)[components] & (components > 0)).to(labels.device)
     if not bool(unsure.any()):
         return labels
     out = labels.clone()
-    out[0][unsure.to(labels.device)] = (logits[1][unsure] > logits[0][unsure]).float()
+    out[0][unsure] = (logits[1][unsure] > logits[0][unsure]).float()
     return out
