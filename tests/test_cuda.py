@@ -66,7 +66,7 @@ def test_infer_on_cuda_with_amp_agrees_with_the_cpu(store):
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_mixed_precision_training_steps_are_finite_and_publish(store, tmp_path, dtype):
-    report = train(store, tmp_path / "model", "--conf", "amp_dtype", dtype)
+    report = train(store, tmp_path / "model", "--conf", "amp_dtype", dtype, "--conf", "tumour_weight", "3")
     assert [e["epoch"] for e in report["epochs"]] == [1]
     assert all(math.isfinite(e["loss"]) for e in report["epochs"]), report["epochs"]
     network = load_network(tmp_path / "model" / "liver_tumor.pt")

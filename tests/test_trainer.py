@@ -126,6 +126,18 @@ def test_false_tumour_in_a_crop_without_tumour_costs_dice(task):
     assert float(loss(wrong, label) - loss(right, label)) > float(per_crop_ce) + 0.05
 
 
+def test_the_tumour_weight_is_on_the_training_device(task):
+    """On the GPU check's first run the class weight stayed on the CPU while the crops were on CUDA: every training
+    with tumour_weight (the recipe's tumour stages) failed at its first step. The meta device stands in for CUDA."""
+    class Ctx:
+        request = task.options({"loss": "dicece", "tumour_weight": 3.0})
+        device = torch.device("meta")
+
+    loss = task.loss_function(Ctx())
+    weights = [b for b in loss.buffers() if b.numel() == 3]
+    assert weights and all(w.device.type == "meta" for w in weights)
+
+
 def test_the_cpu_bf16_option_reaches_the_train_request(tmp_path):
     config = LiverTumor()
     config.init("liver_tumor", str(tmp_path), {"pretrained_path": "none", "cpu_bf16": "false"}, None)

@@ -244,7 +244,7 @@ class LiverTumorTrain(BasicTrainTask):
         if context.request["loss"] == "dicece":
             weight = context.request["tumour_weight"]
             return DiceCELoss(to_onehot_y=True, softmax=True, batch=True,
-                              weight=torch.tensor([1.0, 1.0, weight]) if weight != 1 else None)
+                              weight=torch.tensor([1.0, 1.0, weight], device=context.device) if weight != 1 else None)
         return DiceLoss(to_onehot_y=True, softmax=True, batch=True)
 
     def lr_scheduler_handler(self, context: Context):
