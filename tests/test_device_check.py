@@ -22,7 +22,7 @@ def test_the_dry_run_runs_every_step_and_reports(tmp_path):
     steps = {s["name"]: s for s in report["steps"]}
     if steps["bench_infer"]["status"] != "passed" and "package index" in steps["bench_infer"]["output_tail"]:
         pytest.skip("the package index is unreachable here: LiTS case 117 comes from PyPI")
-    assert list(steps) == ["environment", "tests", "bench_infer", "bench_train", "heldout", "training", "evaluation"]
+    assert list(steps) == ["environment", "tests", "bench_infer", "bench_train", "phantoms", "training", "evaluation"]
     assert {n: s["status"] for n, s in steps.items()} == dict.fromkeys(steps, "passed"), {
         n: s["output_tail"][-1500:] for n, s in steps.items() if s["status"] != "passed"}
     assert all(s["seconds"] <= s["limit_s"] + 15 for s in steps.values())
@@ -85,3 +85,15 @@ def test_monai_labels_wheel_is_repacked_without_its_viewer(tmp_path):
                      "monailabel-0.8.5.dist-info/METADATA", "monailabel-0.8.5.dist-info/RECORD"}
     assert sorted(line.split(",")[0] for line in record) == sorted(names)  # every file kept, hashed, and RECORD
     assert all(line.split(",")[1].startswith("sha256=") for line in record if not line.endswith(",,"))
+
+
+def test_only_the_chosen_steps_run_and_the_others_say_so(tmp_path):
+    from lib.bench.device_check import STEP_NAMES, Plan, run
+
+    with pytest.raises(ValueError, match="unknown steps bench"):
+        Plan.make(True, only=("bench",))
+    report = run(Plan.make(True, only=("environment",)), tmp_path, progress=lambda message: None)
+    statuses = {s["name"]: s["status"] for s in report["steps"]}
+    assert statuses == {"environment": "passed"} | {n: "not run: not chosen" for n in STEP_NAMES[1:]}
+    assert json.loads((tmp_path / "device-check.json").read_text())["summary"]["statuses"] == statuses
+    assert (tmp_path / "device-check.png").exists() and not (tmp_path / "liver_tumor.pt").exists()

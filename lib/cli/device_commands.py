@@ -21,6 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "runs/device-check)")
     p.add_argument("--budget", type=float, default=None,
                    help="seconds for the steps (default 525: with the install it ends within 9 minutes; dry run 900)")
+    p.add_argument("--only", default="", metavar="STEP,STEP",
+                   help="run these steps only (environment, tests, bench_infer, bench_train, phantoms, training, "
+                        "evaluation): on a 15-minute lease, the checks in one call and the training in another")
     p.add_argument("--prepare", type=Path, default=None, metavar="WHEELS",
                    help="instead: fetch the wheels the GPU machine lacks into this folder (.whl), for Python 3.12 "
                         "on manylinux x86-64, and check they travel with the working tree within 64 MiB")
@@ -45,5 +48,9 @@ def run_device_check(args: argparse.Namespace) -> None:
     if not args.dry_run and not torch.cuda.is_available():
         raise CliError("no CUDA GPU here: run it on a GPU machine, or give --dry-run")
     out = args.out or Path(os.environ.get("OUT") or "runs/device-check")
-    report = run(Plan.make(args.dry_run, args.budget), out, progress=lambda m: print(m, file=sys.stderr, flush=True))
+    try:
+        plan = Plan.make(args.dry_run, args.budget, tuple(filter(None, args.only.split(","))))
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    report = run(plan, out, progress=lambda m: print(m, file=sys.stderr, flush=True))
     print(json.dumps({"seconds": report["seconds"], **report["summary"]}, indent=1, default=str))

@@ -62,9 +62,19 @@ STAGE_OPTIONS = ("val_interval", "crop_ratios", "synth_prob", "synth_lesions", "
 
 def _phantom_set(folder: Path, seed: int, full: int, medium: int, jobs: int) -> list[str]:
     """`full` studies of the full preset then `medium` ones (other indices, other patients)."""
-    make_phantoms(folder, full, seed, "full", start=0, jobs=jobs)
-    make_phantoms(folder, medium, seed, "medium", start=full, jobs=jobs)
+    for count, preset, start in ((full, "full", 0), (medium, "medium", full)):
+        if count:
+            make_phantoms(folder, count, seed, preset, start=start, jobs=jobs)
     return [study_id(seed, i) for i in range(full + medium)]
+
+
+def training_datastore(store: Path, seed: int, full: int, medium: int, jobs: int) -> list[str]:
+    """The training phantoms as a datastore whose final labels are their ground truth."""
+    ids = _phantom_set(store, seed, full, medium, jobs)
+    for sid in ids:
+        if not final_label_path(store, sid).exists():
+            copy_file(study_paths(store, sid)["label"], final_label_path(store, sid))
+    return ids
 
 
 def make_demo_model(work: Path, out: Path = DEMO_CHECKPOINT, epochs: int | None = None, jobs: int = 2,
@@ -78,9 +88,7 @@ def make_demo_model(work: Path, out: Path = DEMO_CHECKPOINT, epochs: int | None 
         r["stages"] = [dict(st, epochs=max(1, round(st["epochs"] * epochs / total))) for st in RECIPE["stages"]]
     started = time.time()
     store, test = (data or work) / "datastore", (data or work) / "heldout"
-    for sid in _phantom_set(store, r["train_seed"], r["train_full"], r["train_medium"], jobs):
-        if not final_label_path(store, sid).exists():
-            copy_file(study_paths(store, sid)["label"], final_label_path(store, sid))
+    training_datastore(store, r["train_seed"], r["train_full"], r["train_medium"], jobs)
     test_ids = _phantom_set(test, r["test_seed"], r["test_full"], r["test_medium"], jobs)
 
     conf = {"pretrained_path": str(start) if start else "none", "val_split": str(r["val_split"]),
