@@ -103,7 +103,34 @@ def test_validation_sees_the_region_inference_segments(task):
     assert np.allclose(study["image"].affine[:3, 3], (whole["image"].affine @ np.array([*lo, 1.0]))[:3])
     assert int((study["label"] > 0).sum()) == int((whole["label"] > 0).sum())
     empty = {"image": whole["image"], "label": whole["label"] * 0}
-    assert task.validation_region()[0](empty)["image"].shape == whole["image"].shape
+    assert Compose(task.validation_region())(empty)["image"].shape == whole["image"].shape
+    assert "label_cls_indices" not in study  # the cached crop centres are the training's only
+
+
+def test_crop_centres_are_found_once_per_study_in_tissue_by_class(task):
+    """Cached with the study's pre-processing: per class, voxels of that class in tissue, at most MAX_CROP_CENTRES,
+    spread over the whole class; the crops that use them carry them no further."""
+    from lib.trainers.liver_tumor import CROP_CENTRES, MAX_CROP_CENTRES
+
+    study = Compose(task.deterministic_transforms(None))({
+        "image": str(ROOT / "sample-data" / "phantom_2026_000.nii.gz"),
+        "label": str(ROOT / "sample-data" / "labels" / "final" / "phantom_2026_000.nii.gz")})
+    label, image = np.asarray(study["label"][0]).ravel(), np.asarray(study["image"][0]).ravel()
+    centres = study[CROP_CENTRES]
+    assert len(centres) == 3
+    for cls, found in enumerate(centres):
+        found = np.asarray(found)
+        everywhere = np.flatnonzero((label == cls) & (image > 0))
+        assert 0 < len(found) == min(len(everywhere), MAX_CROP_CENTRES)
+        assert (label[found] == cls).all() and (image[found] > 0).all()
+        assert found.min() - everywhere.min() <= len(everywhere) and everywhere.max() - found.max() <= len(everywhere)
+
+    class Ctx:
+        request = task.options({"crop_ratios": "1,1,2"})
+
+    crops = Compose(task.random_transforms(Ctx()))(study)
+    assert len(crops) == 4 and all(set(c) == {"image", "label"} for c in crops)
+    assert sum(int((np.asarray(c["label"]) == 2).any()) for c in crops) >= 1
 
 
 def test_false_tumour_in_a_crop_without_tumour_costs_dice(task):
