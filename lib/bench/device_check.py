@@ -44,8 +44,9 @@ ROOT = APP_DIR.parents[1]
 RESERVE_S = 20.0  # kept back from the budget to write the report
 # The tumour stage (stage 2), which the CPU cut at 18 of 30 epochs while its validation still rose, with stage 3's
 # fatty livers (the non-contrast livers it never learnt otherwise) and stage 3's lower rate, as the shipped model
-# has been through both already; the best validation published. On the H200 an epoch of the 32 training phantoms
-# took 15 s and a validation of the 8 others 33 s: validation every 4 epochs.
+# has been through both already; the best validation published. (On the CPU, its last 12 epochs then stage 3, run
+# j, raised tumour Dice but found fewer lesions on the tuning phantoms: docs/model.md.) On the H200 an epoch of the
+# 32 training phantoms took 15 s and a validation of the 8 others 33 s: validation every 4 epochs.
 GPU_STAGE = {**RECIPE["stages"][1], "fatty_liver_prob": RECIPE["stages"][2]["fatty_liver_prob"],
              "learning_rate": RECIPE["stages"][2]["learning_rate"], "val_interval": 4}
 STEP_NAMES = ("environment", "tests", "bench_infer", "bench_train", "phantoms", "training", "evaluation")
