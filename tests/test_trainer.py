@@ -16,6 +16,10 @@ from lib.errors import InvalidInput
 
 from .conftest import ROOT
 
+# a sample study with its final label, as the datastore gives it to the trainer
+SAMPLE = {"image": str(ROOT / "sample-data" / "phantom_2026_000.nii.gz"),
+          "label": str(ROOT / "sample-data" / "labels" / "final" / "phantom_2026_000.nii.gz")}
+
 
 @pytest.fixture(scope="module")
 def task(tmp_path_factory):
@@ -57,9 +61,7 @@ def test_crops_are_balanced_between_foreground_and_background(task):
         request = task.options({"crop_size": 32, "crops_per_volume": 8})
 
     transforms = Compose(task.train_pre_transforms(Ctx())).set_random_state(seed=0)
-    sample = {"image": str(ROOT / "sample-data" / "phantom_2026_000.nii.gz"),
-              "label": str(ROOT / "sample-data" / "labels" / "final" / "phantom_2026_000.nii.gz")}
-    crops = transforms(sample)
+    crops = transforms(dict(SAMPLE))
     assert len(crops) == 8
     centres = [float(c["label"][0, 16, 16, 16] > 0) for c in crops]
     assert all(tuple(c["image"].shape) == (1, 32, 32, 32) for c in crops)
@@ -72,9 +74,7 @@ def test_background_crops_by_class_are_centred_in_tissue_not_air(task):
     class Ctx:
         request = task.options({"crop_size": 16, "crops_per_volume": 40, "crop_ratios": "1,0,0"})
 
-    sample = {"image": str(ROOT / "sample-data" / "phantom_2026_000.nii.gz"),
-              "label": str(ROOT / "sample-data" / "labels" / "final" / "phantom_2026_000.nii.gz")}
-    study = Compose(task.deterministic_transforms(Ctx()))(sample)
+    study = Compose(task.deterministic_transforms(Ctx()))(dict(SAMPLE))
     background = study["label"] == 0
     assert float((study["image"][background] > 0).float().mean()) < 0.5  # most background is air or fat
     crop = task._crop(Ctx())
@@ -87,12 +87,8 @@ def test_background_crops_by_class_are_centred_in_tissue_not_air(task):
 def test_validation_sees_the_region_inference_segments(task):
     """The liver's box widened by the cascade's margin, in the study's grid (locator_margin_mm 25 at 4 mm: 7
     voxels a side), not the whole body; a study without liver label stays whole."""
-    study = Compose(task.val_pre_transforms(None))({
-        "image": str(ROOT / "sample-data" / "phantom_2026_000.nii.gz"),
-        "label": str(ROOT / "sample-data" / "labels" / "final" / "phantom_2026_000.nii.gz")})
-    whole = Compose(task.deterministic_transforms(None))({
-        "image": str(ROOT / "sample-data" / "phantom_2026_000.nii.gz"),
-        "label": str(ROOT / "sample-data" / "labels" / "final" / "phantom_2026_000.nii.gz")})
+    study = Compose(task.val_pre_transforms(None))(dict(SAMPLE))
+    whole = Compose(task.deterministic_transforms(None))(dict(SAMPLE))
     liver = np.argwhere(np.asarray(whole["label"][0]) > 0)
     lo = np.maximum(liver.min(0) - 7, 0)
     hi = np.minimum(liver.max(0) + 1 + 7, whole["label"].shape[1:])
@@ -112,9 +108,7 @@ def test_crop_centres_are_found_once_per_study_in_tissue_by_class(task):
     spread over the whole class; the crops that use them carry them no further."""
     from lib.trainers.liver_tumor import CROP_CENTRES, MAX_CROP_CENTRES
 
-    study = Compose(task.deterministic_transforms(None))({
-        "image": str(ROOT / "sample-data" / "phantom_2026_000.nii.gz"),
-        "label": str(ROOT / "sample-data" / "labels" / "final" / "phantom_2026_000.nii.gz")})
+    study = Compose(task.deterministic_transforms(None))(dict(SAMPLE))
     label, image = np.asarray(study["label"][0]).ravel(), np.asarray(study["image"][0]).ravel()
     centres = study[CROP_CENTRES]
     assert len(centres) == 3
