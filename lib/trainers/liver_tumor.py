@@ -330,7 +330,8 @@ class LiverTumorTrain(BasicTrainTask):
         return [*self.deterministic_transforms(context), *self.validation_region()]
 
     def validation_region(self) -> list:
-        """Where inference cascades (a locator is configured): the liver's region only, as it segments."""
+        """Per validation step: the cached crop centres dropped (training's only), and, where inference cascades (a
+        locator is configured), the liver's region only, as it segments."""
         s = self.settings
         region = [LiverRegiond(("image", "label"), tuple(s.spacing), s.locator_margin_mm)] if s.locator else []
         return [DeleteItemsd(keys=CROP_CENTRES), *region]
