@@ -12,8 +12,15 @@ from typing import Iterator
 
 import pytest
 
-from lib.bench.server import ServerProcess, free_port  # noqa: F401 (tests import free_port from here)
-from lib.data.fixtures import shared_data_dir
+# torch's CPU threads (GNU OpenMP) spin while they wait for work unless told to sleep. Two pytest workers and the
+# servers and CLI runs they start share this machine's 2 cores, so the spinning takes cores from the others. Three
+# test files run as `make test` runs them (the device-check dry run, the server e2e and the cascade, -n 2): 319 and
+# 250 s spinning, 250 and 206 s waiting passively (two pairs of runs, either order first), 192 s with this line.
+# Set before anything loads torch; every process a test starts inherits it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from lib.bench.server import ServerProcess, free_port  # noqa: E402, F401 (tests import free_port from here)
+from lib.data.fixtures import shared_data_dir  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # `liver-tumor train` options for runs that check behaviour in seconds: 4 mm, 32^3 crops, from scratch
