@@ -47,4 +47,10 @@ def test_bench_accuracy_measures_lesions_and_draws_them(tmp_path):
     true = sum(v["of"] for v in mean["lesions_found"].values())
     assert true > 0 and sum(v["of"] for v in mean["lesions_found_by_kind"].values()) == true
     assert "unknown" not in mean["lesions_found_by_kind"]
+    # each true lesion listed; the visible ones are those of 10 mm or more measured 10 HU or more off the liver
+    listed = [d for case in json.loads(proc.stdout)["cases"] for d in case["lesions"]["true_lesion_list"]]
+    assert len(listed) == true
+    visible = [d for d in listed if d["diameter_mm"] >= 10 and abs(d.get("contrast_hu") or 0) >= 10]
+    assert mean["visible_10mm"] == {"found": sum(d["found"] for d in visible), "of": len(visible)}
+    assert len(visible) > 0
     assert (tmp_path / "labels.png").stat().st_size > 20_000

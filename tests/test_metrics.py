@@ -48,6 +48,40 @@ def test_touching_lesions_are_one_and_one_prediction_finds_both():
     assert found["true_lesions"] == 2 and found["found"] == 2 and found["predicted_lesions"] == 1
 
 
+def test_visible_lesions_are_measured_in_the_image_against_the_liver_around_them():
+    """Visible: 10 mm or more, mean differing from the liver 1-5 mm around it by 10 HU or more, measured in the image.
+    A dark core in a bright rim whose mean is the liver's is not visible by that measure; a small one is not
+    counted; neither is one with no liver around it."""
+    truth = np.zeros((80, 80, 40), np.uint8)
+    truth[5:75, 5:75, 5:35] = 1
+    image = np.full(truth.shape, 100.0, np.float32)
+    image[truth == 0] = -100.0  # fat around the liver: must not count as "the liver around"
+    dark = ball(truth.shape, (20, 20, 20), 7)  # 14 mm at 60 HU: visible
+    ringed = ball(truth.shape, (55, 20, 20), 8)  # 16 mm: a 40 HU core in a 120 HU rim, mean about 100
+    core = ball(truth.shape, (55, 20, 20), 5.5)
+    faint = ball(truth.shape, (20, 55, 20), 7)  # 14 mm at 95 HU
+    small = ball(truth.shape, (55, 55, 20), 3)  # 6 mm at 40 HU: under 10 mm
+    for mask in (dark, ringed, faint, small):
+        truth[mask] = 2
+    image[dark], image[ringed], image[faint], image[small] = 60.0, 120.0, 95.0, 40.0
+    image[core] = 40.0
+    assert abs(image[ringed].mean() - 100.0) < 10
+    pred = np.where(truth > 0, 1, 0).astype(np.uint8)
+    pred[ball(truth.shape, (20, 20, 20), 4)] = 2  # finds the dark one
+    pred[ball(truth.shape, (55, 20, 20), 4)] = 2  # and the ringed one
+    found = lesion_detection(pred, truth, AFFINE, image=image)
+    assert found["found"] == 2 and found["true_lesions"] == 4
+    assert found["found_visible_10mm"] == {"found": 1, "of": 1}
+    contrasts = sorted(d["contrast_hu"] for d in found["true_lesion_list"] if "contrast_hu" in d)
+    assert len(contrasts) == 3 and abs(contrasts[0] + 40) < 1 and abs(contrasts[2] + 5) < 1  # the dark, the faint
+    pred[ball(truth.shape, (20, 20, 20), 4)] = 1  # the dark one missed
+    assert lesion_detection(pred, truth, AFFINE, image=image)["found_visible_10mm"] == {"found": 0, "of": 1}
+    assert "found_visible_10mm" not in lesion_detection(pred, truth, AFFINE)  # no image, not measured
+    alone = np.zeros_like(truth)
+    alone[ball(truth.shape, (20, 20, 20), 7)] = 2  # a lesion with no liver labelled around it
+    assert lesion_detection(alone, alone, AFFINE, image=image)["found_visible_10mm"] == {"found": 0, "of": 0}
+
+
 def test_sizes_dice_and_their_summary():
     assert abs(equivalent_diameter_mm(4 / 3 * np.pi * 5**3 / 1000) - 10.0) < 1e-9
     truth = np.zeros((20, 20, 20), np.uint8)

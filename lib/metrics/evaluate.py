@@ -29,8 +29,9 @@ def evaluate(infer: Callable[[dict], tuple], cases: Iterable[tuple[str, Path, Pa
         label_file, result = infer({"image": str(image), **(request or {})})
         seconds = time.perf_counter() - start
         label = nib.load(label_file)
-        lesions = lesion_detection(np.asanyarray(label.dataobj), np.asanyarray(nib.load(str(truth)).dataobj),
-                                   label.affine, known(Path(image)) if known else None)
+        truth_array = np.asanyarray(nib.load(str(truth)).dataobj)
+        lesions = lesion_detection(np.asanyarray(label.dataobj), truth_array, label.affine,
+                                   known(Path(image)) if known else None, _ct_numbers(Path(image), truth_array.shape))
         rows.append({"id": case_id, **compare(Path(label_file), truth), "seconds": round(seconds, 2),
                      "lesions": lesions, "latencies": result.get("latencies", {}),
                      **{k: result[k] for k in ("noise_hu", "smoothed_sigma_mm") if k in result}})
@@ -42,6 +43,15 @@ def evaluate(infer: Callable[[dict], tuple], cases: Iterable[tuple[str, Path, Pa
     return rows
 
 
+def _ct_numbers(image: Path, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The study's CT numbers where it is a NIfTI file on its truth's grid (the lesions' contrast is measured on
+    them), else None."""
+    if not image.name.endswith((".nii", ".nii.gz")):
+        return None
+    volume = nib.load(str(image))
+    return np.asarray(volume.dataobj, np.float32) if volume.shape == tuple(shape) else None
+
+
 def summarise(rows: list[dict]) -> dict:
     """Over the cases: mean Dice per class and of the whole liver, the tumour's global Dice, the true lesions found
     (of how many) per size band, false positives in all and per study, the mean latency."""
@@ -51,19 +61,19 @@ def summarise(rows: list[dict]) -> dict:
     total = sum(r["lesions"]["tumour_voxels"] for r in rows)
     false = sum(r["lesions"]["false_positives"] for r in rows)
     kinds: dict[str, list[int]] = {}
-    visible = [0, 0]
     for r in rows:
         for kind, v in r["lesions"].get("found_by_kind", {}).items():
             kinds.setdefault(kind, [0, 0])
             kinds[kind][0] += v["found"]
             kinds[kind][1] += v["of"]
-        v = r["lesions"].get("found_visible_10mm", {"found": 0, "of": 0})
-        visible = [visible[0] + v["found"], visible[1] + v["of"]]
-    by_kind = {"lesions_found_by_kind": {k: {"found": f, "of": n} for k, (f, n) in sorted(kinds.items())},
-               "sensitivity_visible_10mm": round(visible[0] / visible[1], 3) if visible[1] else None,
-               "visible_10mm": {"found": visible[0], "of": visible[1]}} if kinds else {}
+    measured = [r["lesions"]["found_visible_10mm"] for r in rows if "found_visible_10mm" in r["lesions"]]
+    visible = [sum(v["found"] for v in measured), sum(v["of"] for v in measured)]
+    by_kind = {"lesions_found_by_kind": {k: {"found": f, "of": n} for k, (f, n) in sorted(kinds.items())}} \
+        if kinds else {}
+    by_contrast = {"sensitivity_visible_10mm": round(visible[0] / visible[1], 3) if visible[1] else None,
+                   "visible_10mm": {"found": visible[0], "of": visible[1]}} if measured else {}
     return {**mean_dice(rows), "tumour_global_dice": round(2 * overlap / total, 4) if total else None,
-            **by_kind,
+            **by_kind, **by_contrast,
             "lesions_found": {b: {"found": f, "of": n} for b, (f, n) in found.items()},
             "false_positives": false, "false_positives_per_study": round(false / max(1, len(rows)), 2),
             "mean_seconds": round(float(np.mean([r["seconds"] for r in rows])), 2), "cases": len(rows)}

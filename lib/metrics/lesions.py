@@ -47,16 +47,35 @@ def band(diameter_mm: float) -> str:
                                                               else f"{large:g} mm and over")
 
 
-VISIBLE_HU = 10.0  # a lesion whose mean differs from the liver by this much or more counts as visible
+VISIBLE_HU = 10.0  # a lesion whose mean differs from the liver around it by this much or more counts as visible
+SHELL_MM = (1.0, 5.0)  # "the liver around it": liver voxels this far from the lesion, past its partial-volume edge
+MIN_SHELL_VOXELS = 20
 
 
-def lesion_detection(pred: np.ndarray, truth: np.ndarray, affine: np.ndarray, known: list[dict] | None = None
-                     ) -> dict:
-    """Per size band, how many true lesions a prediction finds; how many predicted lesions are false positives
-    (with their volumes); label arrays 0/1/2 on the grid of `affine`. `known`: what is known of the true lesions
-    (a phantom's tumours: "kind", "contrast_hu", "centre_ras_mm"): then also per kind, and for the visible ones of
-    10 mm or more (VISIBLE_HU)."""
+def contrast_hu(image: np.ndarray, lesion: np.ndarray, liver: np.ndarray, spacing: np.ndarray) -> float | None:
+    """The lesion's mean CT number less that of the liver around it (SHELL_MM), from the image itself; None when
+    too little liver surrounds it. The arrays are a box holding the lesion and SHELL_MM around it. (Measured, not
+    taken from how a phantom was drawn: a lesion with a bright rim round a dark core can have the liver's mean.)"""
+    distance = ndimage.distance_transform_edt(~lesion, sampling=spacing)
+    shell = (distance > SHELL_MM[0]) & (distance <= SHELL_MM[1]) & liver
+    if shell.sum() < MIN_SHELL_VOXELS:
+        return None
+    return float(image[lesion].mean() - image[shell].mean())
+
+
+def _grown(box: tuple[slice, ...], by: np.ndarray, shape: tuple[int, ...]) -> tuple[slice, ...]:
+    return tuple(slice(max(0, b.start - int(n)), min(s, b.stop + int(n))) for b, n, s in zip(box, by, shape))
+
+
+def lesion_detection(pred: np.ndarray, truth: np.ndarray, affine: np.ndarray, known: list[dict] | None = None,
+                     image: np.ndarray | None = None) -> dict:
+    """Per size band, how many true lesions a prediction finds, and each one's size and whether found; how many
+    predicted lesions are false positives (with their volumes); label arrays 0/1/2 on the grid of `affine`.
+    `known`: what is known of the true lesions (a phantom's tumours: "kind", "centre_ras_mm"): then also per kind.
+    `image`: the CT numbers on that grid: then also each one's contrast (contrast_hu) and the visible ones of 10 mm
+    or more (mean differing from the liver around by VISIBLE_HU), found of how many."""
     voxel_ml = abs(float(np.linalg.det(np.asarray(affine)[:3, :3]))) / 1000.0
+    spacing = np.sqrt((np.asarray(affine, float)[:3, :3] ** 2).sum(0))
     true_parts, n_true = ndimage.label(truth == TUMOUR, structure=_CONNECTED)
     pred_parts, n_pred = ndimage.label(pred == TUMOUR, structure=_CONNECTED)
     true_ml = np.bincount(true_parts.ravel(), minlength=n_true + 1) * voxel_ml
@@ -65,6 +84,7 @@ def lesion_detection(pred: np.ndarray, truth: np.ndarray, affine: np.ndarray, kn
     bands: dict[str, list[int]] = {band(0.0): [0, 0], band(SIZE_BANDS_MM[0]): [0, 0], band(SIZE_BANDS_MM[1]): [0, 0]}
     kinds: dict[str, list[int]] = {}
     visible = [0, 0]
+    each: list[dict] = []
     for k, box in enumerate(boxes, start=1):
         lesion = true_parts[box] == k
         found = bool((pred_parts[box][lesion] > 0).any())
@@ -72,12 +92,18 @@ def lesion_detection(pred: np.ndarray, truth: np.ndarray, affine: np.ndarray, kn
         counts = bands[band(diameter)]
         counts[0] += int(found)
         counts[1] += 1
+        each.append({"diameter_mm": round(diameter, 1), "found": found})
         if known is not None:
             info = described.get(k, {})
+            each[-1]["kind"] = info.get("kind", "unknown")
             kind = kinds.setdefault(info.get("kind", "unknown"), [0, 0])
             kind[0] += int(found)
             kind[1] += 1
-            if diameter >= SIZE_BANDS_MM[0] and abs(info.get("contrast_hu", 0.0)) >= VISIBLE_HU:
+        if image is not None and diameter >= SIZE_BANDS_MM[0]:
+            grown = _grown(box, np.ceil(SHELL_MM[1] / spacing) + 1, truth.shape)
+            contrast = contrast_hu(image[grown], true_parts[grown] == k, truth[grown] == 1, spacing)
+            each[-1]["contrast_hu"] = None if contrast is None else round(contrast, 1)
+            if contrast is not None and abs(contrast) >= VISIBLE_HU:
                 visible[0] += int(found)
                 visible[1] += 1
     overlapped = np.unique(pred_parts[(true_parts > 0) & (pred_parts > 0)])
@@ -88,10 +114,12 @@ def lesion_detection(pred: np.ndarray, truth: np.ndarray, affine: np.ndarray, kn
         "tumour_voxels": int((true_parts > 0).sum() + (pred_parts > 0).sum()),
         "tumour_overlap_voxels": int(((true_parts > 0) & (pred_parts > 0)).sum()),
         "found_by_size": {name: {"found": c[0], "of": c[1]} for name, c in bands.items()},
+        "true_lesion_list": each,
         "predicted_lesions": int(n_pred), "false_positives": len(false),
         "false_positive_ml": [round(float(sizes[k] * voxel_ml), 3) for k in false],
-        **({"found_by_kind": {k: {"found": f, "of": n} for k, (f, n) in sorted(kinds.items())},
-            "found_visible_10mm": {"found": visible[0], "of": visible[1]}} if known is not None else {}),
+        **({"found_by_kind": {k: {"found": f, "of": n} for k, (f, n) in sorted(kinds.items())}}
+           if known is not None else {}),
+        **({"found_visible_10mm": {"found": visible[0], "of": visible[1]}} if image is not None else {}),
     }
 
 
