@@ -27,7 +27,8 @@ def test_bench_startup_refuses_a_study_that_is_not_in_sample_data(tmp_path):
 
 def test_bench_accuracy_measures_lesions_and_draws_them(tmp_path):
     """Two sample studies through /infer's task: Dice, the global tumour Dice and lesions found by size and kind
-    (the phantoms' JSON says which kind each is), and a picture of the labels against the true tumours."""
+    (the phantoms' JSON says which kind each is), a picture of the labels against the true tumours, and a chart
+    of every true lesion."""
     import json
     import shutil
 
@@ -40,7 +41,7 @@ def test_bench_accuracy_measures_lesions_and_draws_them(tmp_path):
             shutil.copy(ROOT / "sample-data" / f"{sid}{suffix}", studies / f"{sid}{suffix}")
         shutil.copy(ROOT / "sample-data" / "truth" / f"{sid}.nii.gz", studies / "truth" / f"{sid}.nii.gz")
     proc = run_cli("bench", "accuracy", "--studies", studies, "--picture", tmp_path / "labels.png",
-                   "--conf", "spacing", "3")
+                   "--lesion-chart", tmp_path / "lesions.png", "--conf", "spacing", "3")
     assert proc.returncode == 0, proc.stderr[-1500:]
     mean = json.loads(proc.stdout)["mean"]
     assert mean["cases"] == 2 and 0 <= mean["liver_dice"] <= 1 and "tumour_global_dice" in mean
@@ -53,4 +54,4 @@ def test_bench_accuracy_measures_lesions_and_draws_them(tmp_path):
     visible = [d for d in listed if d["diameter_mm"] >= 10 and abs(d.get("contrast_hu") or 0) >= 10]
     assert mean["visible_10mm"] == {"found": sum(d["found"] for d in visible), "of": len(visible)}
     assert len(visible) > 0
-    assert (tmp_path / "labels.png").stat().st_size > 20_000
+    assert (tmp_path / "labels.png").stat().st_size > 20_000 and (tmp_path / "lesions.png").stat().st_size > 20_000

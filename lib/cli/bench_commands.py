@@ -22,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pretrained", type=Path, help="checkpoint (default: the app's, the demo checkpoint)")
     p.add_argument("--out", type=Path, help="also write the JSON here")
     p.add_argument("--picture", type=Path, help="a PNG of the first studies' labels, true tumours dashed")
+    p.add_argument("--lesion-chart", type=Path,
+                   help="a PNG of every true lesion, size against contrast, found or missed")
     p.add_argument("--conf", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
                    help="an app option (docs/options.md), as for the server")
     p.set_defaults(run=run_accuracy)
@@ -181,6 +183,11 @@ def run_accuracy(args: argparse.Namespace) -> None:
             montage([(c[0], c[1], labels / f"{c[0]}.nii.gz", c[2]) for c in cases[:PICTURED]], args.picture,
                     "labels of the app's model (liver green, tumour red) against the true tumours (dashed)")
     result = {"mean": summarise(rows), "cases": rows}
+    if args.lesion_chart:
+        from ..viz.lesions import lesion_chart
+
+        lesion_chart(rows, args.lesion_chart, f"{args.studies.name}, {len(rows)} "
+                     f"stud{'y' if len(rows) == 1 else 'ies'}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1))

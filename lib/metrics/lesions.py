@@ -99,11 +99,11 @@ def lesion_detection(pred: np.ndarray, truth: np.ndarray, affine: np.ndarray, kn
             kind = kinds.setdefault(info.get("kind", "unknown"), [0, 0])
             kind[0] += int(found)
             kind[1] += 1
-        if image is not None and diameter >= SIZE_BANDS_MM[0]:
+        if image is not None:
             grown = _grown(box, np.ceil(SHELL_MM[1] / spacing) + 1, truth.shape)
             contrast = contrast_hu(image[grown], true_parts[grown] == k, truth[grown] == 1, spacing)
             each[-1]["contrast_hu"] = None if contrast is None else round(contrast, 1)
-            if contrast is not None and abs(contrast) >= VISIBLE_HU:
+            if diameter >= SIZE_BANDS_MM[0] and contrast is not None and abs(contrast) >= VISIBLE_HU:
                 visible[0] += int(found)
                 visible[1] += 1
     overlapped = np.unique(pred_parts[(true_parts > 0) & (pred_parts > 0)])
