@@ -5,10 +5,11 @@ the 26-connected parts of each label, sized by the diameter of the sphere of the
 from __future__ import annotations
 
 import numpy as np
+from nibabel.affines import voxel_sizes
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
-TUMOUR = 2
+LIVER, TUMOUR = 1, 2
 SIZE_BANDS_MM = (10.0, 20.0)  # lesions under 10 mm, 10 to 20 mm, 20 mm and over
 _CONNECTED = np.ones((3, 3, 3), bool)
 
@@ -52,6 +53,11 @@ SHELL_MM = (1.0, 5.0)  # "the liver around it": liver voxels this far from the l
 MIN_SHELL_VOXELS = 20
 
 
+def is_visible(diameter_mm: float, contrast: float | None) -> bool:
+    """What the sensitivity target counts: 10 mm or more, its mean VISIBLE_HU or more off the liver around it."""
+    return diameter_mm >= SIZE_BANDS_MM[0] and contrast is not None and abs(contrast) >= VISIBLE_HU
+
+
 def contrast_hu(image: np.ndarray, lesion: np.ndarray, liver: np.ndarray, spacing: np.ndarray) -> float | None:
     """The lesion's mean CT number less that of the liver around it (SHELL_MM), from the image itself; None when
     too little liver surrounds it. The arrays are a box holding the lesion and SHELL_MM around it. (Measured, not
@@ -75,7 +81,7 @@ def lesion_detection(pred: np.ndarray, truth: np.ndarray, affine: np.ndarray, kn
     `image`: the CT numbers on that grid: then also each one's contrast (contrast_hu) and the visible ones of 10 mm
     or more (mean differing from the liver around by VISIBLE_HU), found of how many."""
     voxel_ml = abs(float(np.linalg.det(np.asarray(affine)[:3, :3]))) / 1000.0
-    spacing = np.sqrt((np.asarray(affine, float)[:3, :3] ** 2).sum(0))
+    spacing = voxel_sizes(np.asarray(affine, float))
     true_parts, n_true = ndimage.label(truth == TUMOUR, structure=_CONNECTED)
     pred_parts, n_pred = ndimage.label(pred == TUMOUR, structure=_CONNECTED)
     true_ml = np.bincount(true_parts.ravel(), minlength=n_true + 1) * voxel_ml
@@ -101,9 +107,9 @@ def lesion_detection(pred: np.ndarray, truth: np.ndarray, affine: np.ndarray, kn
             kind[1] += 1
         if image is not None:
             grown = _grown(box, np.ceil(SHELL_MM[1] / spacing) + 1, truth.shape)
-            contrast = contrast_hu(image[grown], true_parts[grown] == k, truth[grown] == 1, spacing)
+            contrast = contrast_hu(image[grown], true_parts[grown] == k, truth[grown] == LIVER, spacing)
             each[-1]["contrast_hu"] = None if contrast is None else round(contrast, 1)
-            if diameter >= SIZE_BANDS_MM[0] and contrast is not None and abs(contrast) >= VISIBLE_HU:
+            if is_visible(diameter, contrast):
                 visible[0] += int(found)
                 visible[1] += 1
     overlapped = np.unique(pred_parts[(true_parts > 0) & (pred_parts > 0)])
@@ -128,7 +134,7 @@ def _describe(parts: np.ndarray, affine: np.ndarray, known: list[dict]) -> dict[
     within a lesion's radius of its centre belong to. A part several known lesions fall into (they touch) takes
     the most visible one."""
     inverse = np.linalg.inv(np.asarray(affine, float))
-    spacing = np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(0))
+    spacing = voxel_sizes(np.asarray(affine, float))
     out: dict[int, dict] = {}
     for lesion in known:
         centre = (inverse @ np.append(lesion["centre_ras_mm"], 1.0))[:3]

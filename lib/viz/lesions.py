@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import NullFormatter, ScalarFormatter  # noqa: E402
 
 from ..data.atomic import write_atomic  # noqa: E402
-from ..metrics.lesions import SIZE_BANDS_MM, VISIBLE_HU  # noqa: E402
+from ..metrics.lesions import SIZE_BANDS_MM, VISIBLE_HU, is_visible  # noqa: E402
 
 FOUND, MISSED = "#2e7d32", "#c62828"
 
@@ -32,8 +32,7 @@ def lesion_chart(rows: list[dict], out: Path, title: str) -> Path:
         ax.scatter([d["diameter_mm"] for d in measured], [d["contrast_hu"] for d in measured], s=28, color=colour,
                    alpha=0.8, label=f"{label} ({len(measured) + len(unmeasured)})")
         ax.scatter([d["diameter_mm"] for d in unmeasured], [0.0] * len(unmeasured), s=8, color=colour, alpha=0.5)
-    visible = [d for d in lesions if d["diameter_mm"] >= SIZE_BANDS_MM[0]
-               and abs(d.get("contrast_hu") or 0.0) >= VISIBLE_HU]
+    visible = [d for d in lesions if is_visible(d["diameter_mm"], d.get("contrast_hu"))]
     ax.set_xscale("log")
     ax.set_xlim(2, right)
     ax.set_xticks([t for t in (2, 5, 10, 20, 50, 100, 200) if t < right])
