@@ -100,9 +100,8 @@ def lesion_detection(pred: np.ndarray, truth: np.ndarray, affine: np.ndarray, kn
         counts[1] += 1
         each.append({"diameter_mm": round(diameter, 1), "found": found})
         if known is not None:
-            info = described.get(k, {})
-            each[-1]["kind"] = info.get("kind", "unknown")
-            kind = kinds.setdefault(info.get("kind", "unknown"), [0, 0])
+            each[-1]["kind"] = described.get(k, {}).get("kind", "unknown")
+            kind = kinds.setdefault(each[-1]["kind"], [0, 0])
             kind[0] += int(found)
             kind[1] += 1
         if image is not None:
