@@ -52,7 +52,7 @@ from ..data.study_cache import StudyCache, prune
 from ..errors import InvalidInput
 from ..model.autocast import AutocastInferer, autocast_dtype, cpu_has_bf16, training_dtype
 from ..model.network import LABELS, NUM_CLASSES, STRIDES, build_unet
-from ..settings import Settings, crop_ratios, request_options
+from ..settings import PUBLISH_METRICS, Settings, crop_ratios, request_options
 from ..transforms.liver_attenuation import RandFattyLiverd
 from ..transforms.preprocess import HU_WINDOW, preprocessing
 from ..transforms.synthesis import SynthesizeTumoursd
@@ -76,7 +76,8 @@ logger = logging.getLogger(__name__)
 # 32 studies). Evenly spaced over the class, at most this many a class (1.2 MB a study).
 CROP_CENTRES = "label_cls_indices"
 MAX_CROP_CENTRES = 50_000
-CHOICES = ("loss", "dataset", "dataloader", "tracking", "amp_dtype")  # config lists whose first item is the default
+# config lists whose first item is the default
+CHOICES = ("loss", "dataset", "dataloader", "tracking", "amp_dtype", "publish_metric")
 
 
 def _choices(chosen: str, others: tuple[str, ...]) -> list[str]:
@@ -105,6 +106,7 @@ class LiverTumorTrain(BasicTrainTask):
                 "synth_lesions": list(settings.synth_lesions),
                 "synth_size_mm": list(settings.synth_size_mm),
                 "tumour_weight": settings.tumour_weight,
+                "publish_metric": _choices(settings.publish_metric, PUBLISH_METRICS),
                 "fatty_liver_prob": settings.fatty_liver_prob,
                 "fatty_liver_hu": list(settings.fatty_liver_hu),
                 "noise_prob": settings.noise_prob,
@@ -432,7 +434,7 @@ class LiverTumorTrain(BasicTrainTask):
                 "run_id": context.run_id, "started_from": started_from}
         validated = average.module if average is not None else context.network  # what is validated is published
         publisher = PublishBest(self._stats_path, self._publish_path, context.trainer, context.evaluator,
-                                validated, context.start_ts, self.VAL_METRIC_MEAN_DICE, card,
+                                validated, context.start_ts, context.request["publish_metric"], card,
                                 measure_baseline=bool(started_from) and not resumed,
                                 writer=distributed.rank() == 0, resumed=resumed, curves_path=self.curves_path)
         publisher.attach()
@@ -444,5 +446,5 @@ class LiverTumorTrain(BasicTrainTask):
         patience = context.request["early_stop_patience"]
         if patience > 0 and context.evaluator is not None:
             context.evaluator.add_event_handler(Events.EPOCH_COMPLETED, EarlyStopping(
-                patience=patience, score_function=stopping_fn_from_metric(self.VAL_METRIC_MEAN_DICE),
+                patience=patience, score_function=stopping_fn_from_metric(context.request["publish_metric"]),
                 trainer=context.trainer))

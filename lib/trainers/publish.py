@@ -4,8 +4,9 @@ use.
 MONAI Label's own publisher copies the run's best checkpoint over the published one with shutil.copy (a reader
 can see half a file) and publishes a run's first epoch even when it is worse than the model already serving.
 This one writes atomically, and when fine-tuning it first measures the serving model on the same validation
-data, so that only a better model replaces it. With several ranks, every rank runs the validations (their Dice is
-gathered) and rank 0 alone writes.
+data, so that only a better model replaces it. Better means a higher key metric (mean Dice by default; lesions found
+or tumour global Dice on request: `publish_metric`), ties broken by mean Dice, since lesion sensitivity moves in steps
+of one lesion. With several ranks, every rank runs the validations (their Dice is gathered) and rank 0 alone writes.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ from ..viz.curves import plot_history
 from .steps import EpochSteps
 
 logger = logging.getLogger(__name__)
+
+
+TIE_BREAK = "val_mean_dice"
+Score = tuple[float, float]  # (key metric, mean Dice)
 
 
 def _fmt(v: Any) -> str:
@@ -56,7 +61,8 @@ class PublishBest:
         self.start_ts, self.key_metric, self.card = start_ts, key_metric, card
         self.measure_baseline = measure_baseline and not resumed
         resumed = resumed or {}
-        self.best = resumed.get("best", -math.inf)
+        best = resumed.get("best", -math.inf)  # a float in the resume points of runs from before ties were broken
+        self.best: Score = tuple(best) if isinstance(best, (list, tuple)) else (best, -math.inf)
         self.baseline: float | None = resumed.get("baseline")
         self.published_epoch: int | None = resumed.get("published_epoch")
         self.history: list[dict] = list(resumed.get("history", []))
@@ -66,7 +72,7 @@ class PublishBest:
 
     def state(self) -> dict:
         """What a resumed run needs to go on where this one stopped."""
-        return {"best": self.best, "baseline": self.baseline, "published_epoch": self.published_epoch,
+        return {"best": list(self.best), "baseline": self.baseline, "published_epoch": self.published_epoch,
                 "history": self.history}
 
     def attach(self) -> None:
@@ -82,8 +88,9 @@ class PublishBest:
         """Fine-tuning starts from the serving model: its score on this validation data is the bar to beat."""
         if self.measure_baseline and self.evaluator is not None:
             self.evaluator.run()
-            self.baseline = self._metric(self.evaluator)
-            self.best = self.baseline if self.baseline is not None else -math.inf
+            score = self._score(self.evaluator)
+            self.baseline = score[0] if score else None
+            self.best = score or (-math.inf, -math.inf)
             self.history.clear()
 
     def _epoch_started(self, engine: Engine) -> None:
@@ -95,16 +102,18 @@ class PublishBest:
         if isinstance(out, dict) and "loss" in out:
             self._losses.append(float(out["loss"]))
 
-    def _metric(self, engine: Engine) -> float | None:
-        v = _finite(engine.state.metrics.get(self.key_metric))
-        return v if isinstance(v, float) else None
+    def _score(self, engine: Engine) -> Score | None:
+        key, tie = (_finite(engine.state.metrics.get(m)) for m in (self.key_metric, TIE_BREAK))
+        if not isinstance(key, float):
+            return None
+        return key, tie if isinstance(tie, float) else -math.inf
 
     def _after_validation(self, engine: Engine) -> None:
         epoch = self.trainer.state.epoch
         if epoch == 0:  # the baseline run of the evaluator
             return
         metrics = {k: _finite(v) for k, v in (self.evaluator or self.trainer).state.metrics.items()}
-        score = self._metric(self.evaluator or self.trainer)
+        score = self._score(self.evaluator or self.trainer)
         published = False
         if self.publish_path and score is not None and score > self.best:
             self.best = score
@@ -135,7 +144,7 @@ class PublishBest:
 
     def write_stats(self) -> dict:
         stats = prepare_stats(self.start_ts, self.trainer, self.evaluator)
-        stats.update({"history": self.history, "baseline_metric": self.baseline, "best_metric": _finite(self.best),
+        stats.update({"history": self.history, "baseline_metric": self.baseline, "best_metric": _finite(self.best[0]),
                       "published_epoch": self.published_epoch})
         stats = json.loads(json.dumps(stats, default=_finite).replace("NaN", "null"))
         save_json(stats, Path(self.stats_path))
