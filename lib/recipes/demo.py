@@ -119,7 +119,10 @@ def make_demo_model(work: Path, out: Path = DEMO_CHECKPOINT, epochs: int | None 
     if best is None:
         raise RuntimeError("training published no model")
 
-    conf_eval = {"pretrained_path": best, "spacing": str(r["spacing"])}
+    # measured as it ships: float16 weights moved the TotalSegmentator liver Dice of one model by 0.035 (docs/model.md)
+    half = work / "model-float16.pt"
+    save_state_dict(load_network(Path(best)), half, half=True)
+    conf_eval = {"pretrained_path": str(half), "spacing": str(r["spacing"])}
     evaluator = LiverTumor()
     evaluator.init("liver_tumor", str(work / "eval-model"), conf_eval, None)
     task = evaluator.infer()
@@ -145,7 +148,7 @@ def make_demo_model(work: Path, out: Path = DEMO_CHECKPOINT, epochs: int | None 
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
                    f"{'CUDA ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'CPU'}",
     }
-    save_state_dict(load_network(Path(best)), out, half=True, meta=card)
+    save_state_dict(load_network(half), out, half=True, meta=card)
     (work / "demo-card.json").write_text(json.dumps(card, indent=1))
     return card
 
