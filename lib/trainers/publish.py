@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 from monai.engines.workflow import Engine, Events
+from monailabel.tasks.train.basic_train import BasicTrainTask
 from monailabel.tasks.train.handler import prepare_stats
 
 from ..data.atomic import save_json
@@ -31,7 +32,7 @@ from .steps import EpochSteps
 logger = logging.getLogger(__name__)
 
 
-TIE_BREAK = "val_mean_dice"
+TIE_BREAK = BasicTrainTask.VAL_METRIC_MEAN_DICE  # the name MONAI Label's trainer gives the mean Dice
 Score = tuple[float, float]  # (key metric, mean Dice)
 
 
