@@ -31,7 +31,8 @@ def test_conf_strings_are_parsed_by_type():
     ({"roi_size": "100"}, "roi_size"), ({"amp": "maybe"}, "amp"), ({"loss": "focal"}, "loss"),
     ({"dropout": "1.5"}, "dropout"), ({"max_epochs": "0"}, "max_epochs"), ({"val_split": "1"}, "val_split"),
     ({"crop_ratios": "1,2"}, "crop_ratios"), ({"crop_ratios": "1,-1,2"}, "crop_ratios"),
-    ({"crop_ratios": "0,0,0"}, "crop_ratios"), ({"serve_window_s": "-1"}, "serve_window_s"),
+    ({"crop_ratios": "0,0,0"}, "crop_ratios"), ({"crop_ratios": "1,1,1,1,1"}, "crop_ratios"),
+    ({"serve_window_s": "-1"}, "serve_window_s"),
     ({"publish_metric": "val_loss"}, "publish_metric"),
 ])
 def test_bad_values_name_the_option(conf, name):

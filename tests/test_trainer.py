@@ -231,3 +231,35 @@ def test_a_tiny_run_learns_the_liver_then_tumours_and_reports_lesions(tmp_path):
     for h in history:
         assert 0 <= h["val_tumour_dice"] <= 1 and 0 <= h["val_tumour_global_dice"] <= 1
         assert 0 <= h["val_lesion_sensitivity"] <= 1 and h["val_false_positive_lesions"] >= 0
+
+
+def test_hard_crops_come_from_the_model_in_use_and_need_one(tmp_path, caplog):
+    """crop_ratios with a fourth number: the model a run fine-tunes (here one trained for two epochs) is run once on
+    every training study, which then has crop centres where it errs on tumours (an untrained model misses every
+    lesion); with no model to fine-tune it is a clear error before any training."""
+    import logging
+
+    from lib.data.phantoms.batch import make_phantoms
+    from lib.data.phantoms.study import study_id, study_paths
+    from lib.data.sample_datastore import final_label_path
+
+    store, seed = tmp_path / "store", 5300
+    make_phantoms(store, 3, seed, "small", progress=False)
+    for i in range(3):
+        final_label_path(store, study_id(seed, i)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(study_paths(store, study_id(seed, i))["label"], final_label_path(store, study_id(seed, i)))
+    config = LiverTumor()
+    config.init("liver_tumor", str(tmp_path / "model"), {"pretrained_path": "none", "spacing": "4",
+                                                         "roi_size": "64", "crop_size": "32"}, None)
+    task = config.trainer()
+    request = {"model": "liver_tumor", "max_epochs": 1, "val_split": 0.34, "seed": 0, "multi_gpu": False,
+               "crop_ratios": "1,1,1,1"}
+    with pytest.raises(InvalidInput, match="no model to fine-tune"):
+        task(request, CheckedLocalDatastore(str(store)))
+    task({**request, "max_epochs": 2, "crop_ratios": "1,1,2"}, CheckedLocalDatastore(str(store)))
+    assert config.published.exists()
+    with caplog.at_level(logging.INFO, logger="lib.trainers.hard_centres"):
+        task(request, CheckedLocalDatastore(str(store)))
+    found = [r.getMessage() for r in caplog.records if r.getMessage().startswith("hard crops: ")]
+    assert len(found) == 2 and found[-1].startswith("hard crops: 2/2 studies")
+    assert int(found[-1].split(", ")[1].split()[0]) > 0  # lesions missed

@@ -77,7 +77,7 @@ class StudyCache(Dataset):
     def _path(self, index: int) -> Path | None:
         return self.cache_dir / f"{entry_key(self.data[index], self.signature)}.pt" if self.cache_dir else None
 
-    def _prepared(self, index: int) -> Any:
+    def prepared(self, index: int) -> Any:
         with self._lock:
             if index in self.memory:
                 return self.memory[index]
@@ -109,7 +109,7 @@ class StudyCache(Dataset):
         transforms run per step."""
         started, done = time.time(), 0
         with ThreadPoolExecutor(self.workers) as pool:
-            for _ in pool.map(self._prepared, range(len(self.data))):
+            for _ in pool.map(self.prepared, range(len(self.data))):
                 done += 1
                 if done == len(self.data) or time.time() - started > 5 and done % max(1, len(self.data) // 10) == 0:
                     logger.info("cache: %d/%d studies ready (%d computed, %d from disk), %.0f MB in memory, %.0f s",
@@ -118,7 +118,7 @@ class StudyCache(Dataset):
         return self
 
     def _transform(self, index: int) -> Any:
-        item = self._prepared(index)
+        item = self.prepared(index)
         if self.per_step is None:
             return copy.copy(item)  # a new dict: nothing added downstream reaches the cache
         return self.per_step(copy.deepcopy(item))  # random transforms must not change the cached study

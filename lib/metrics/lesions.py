@@ -11,7 +11,7 @@ from scipy.spatial import ConvexHull, QhullError
 
 LIVER, TUMOUR = 1, 2
 SIZE_BANDS_MM = (10.0, 20.0)  # lesions under 10 mm, 10 to 20 mm, 20 mm and over
-_CONNECTED = np.ones((3, 3, 3), bool)
+CONNECTED = np.ones((3, 3, 3), bool)
 
 
 def _hull(points: np.ndarray) -> np.ndarray:
@@ -82,8 +82,8 @@ def lesion_detection(pred: np.ndarray, truth: np.ndarray, affine: np.ndarray, kn
     or more (mean differing from the liver around by VISIBLE_HU), found of how many."""
     voxel_ml = abs(float(np.linalg.det(np.asarray(affine)[:3, :3]))) / 1000.0
     spacing = voxel_sizes(np.asarray(affine, float))
-    true_parts, n_true = ndimage.label(truth == TUMOUR, structure=_CONNECTED)
-    pred_parts, n_pred = ndimage.label(pred == TUMOUR, structure=_CONNECTED)
+    true_parts, n_true = ndimage.label(truth == TUMOUR, structure=CONNECTED)
+    pred_parts, n_pred = ndimage.label(pred == TUMOUR, structure=CONNECTED)
     true_ml = np.bincount(true_parts.ravel(), minlength=n_true + 1) * voxel_ml
     boxes = ndimage.find_objects(true_parts)
     described = _describe(true_parts, affine, known) if known is not None else {}

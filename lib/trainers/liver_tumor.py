@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from ignite.handlers import EarlyStopping
 from monai.data import Dataset, partition_dataset
@@ -51,6 +52,7 @@ from ..data.decathlon import datalist as decathlon_datalist
 from ..data.study_cache import StudyCache, prune
 from ..errors import InvalidInput
 from ..model.autocast import AutocastInferer, autocast_dtype, cpu_has_bf16, training_dtype
+from ..model.checkpoint import load_network
 from ..model.network import LABELS, NUM_CLASSES, STRIDES, build_unet
 from ..settings import PUBLISH_METRICS, Settings, crop_ratios, request_options
 from ..transforms.liver_attenuation import RandFattyLiverd
@@ -58,6 +60,7 @@ from ..transforms.preprocess import HU_WINDOW, preprocessing
 from ..transforms.synthesis import SynthesizeTumoursd
 from . import pseudo_labels, rank_report, resume
 from .averaging import WeightAverage
+from .hard_centres import AddHardCentresd, centre_table, hard_centres
 from .publish import PublishBest
 from .validation import (
     FalsePositiveLesions,
@@ -280,7 +283,7 @@ class LiverTumorTrain(BasicTrainTask):
         # negatives are (most background voxels of a body-cropped study are air or fat: crops there teach nothing
         # of the organs next to the liver, and the liver's edges were lost with them)
         return RandCropByLabelClassesd(keys=("image", "label"), label_key="label", spatial_size=size,
-                                       ratios=list(ratios), num_classes=NUM_CLASSES, num_samples=crops,
+                                       ratios=list(ratios), num_classes=len(ratios), num_samples=crops,
                                        indices_key=CROP_CENTRES, allow_smaller=True, warn=False)
 
     def deterministic_transforms(self, context: Context) -> list:
@@ -351,8 +354,15 @@ class LiverTumorTrain(BasicTrainTask):
         datalist = distributed.shard(datalist, train=is_train)
         deterministic = Compose(self.deterministic_transforms(context))
         per_step = self.random_transforms(context) if is_train else self.validation_region()
+        ratios = crop_ratios(context.request["crop_ratios"])
+        mining = is_train and ratios is not None and len(ratios) == 4
+        hard: dict[str, torch.Tensor] = {}  # filled below, once the studies are pre-processed
+        if mining:
+            per_step = [AddHardCentresd(CROP_CENTRES, hard), *per_step]
         per_step = Compose(per_step) if per_step else None
         if context.dataset_type == "Dataset":
+            if mining:
+                hard.update(self._hard_centres(context, lambda i: deterministic(dict(datalist[i])), len(datalist)))
             return Dataset(datalist, Compose([deterministic, *([per_step] if per_step else [])])), datalist
         signature = self.cache_signature()
         if is_train and distributed.rank() == 0:
@@ -365,7 +375,27 @@ class LiverTumorTrain(BasicTrainTask):
                            memory_mb=context.request["cache_mb"] * share,
                            workers=context.request["cache_workers"])
         logger.info("%d - %s: %d studies", context.local_rank, "training" if is_train else "validation", len(datalist))
-        return cache.warm(), datalist
+        cache.warm()
+        if mining:
+            hard.update(self._hard_centres(context, cache.prepared, len(datalist)))
+        return cache, datalist
+
+    def _hard_centres(self, context: Context, prepared: Callable[[int], dict], count: int) -> dict:
+        """Where the model this run fine-tunes errs on tumours, per training study (crop_ratios' fourth number)."""
+        path = self.load_path("", bool(context.request["pretrained"]))
+        if not path:
+            raise InvalidInput("crop_ratios with a fourth number centres crops where the model being fine-tuned "
+                               "errs: there is no model to fine-tune (train from one, or give three numbers)")
+        s = self.settings
+        network = load_network(Path(path), s.dropout, context.device)
+        options = {"roi": s.roi_size, "overlap": s.sw_overlap, "dtype": self._autocast(context)[1],
+                   "smooth_above_hu": s.denoise_above_hu,
+                   "smooth_sigma_vox": [s.denoise_sigma_mm / v for v in s.spacing]}
+        rng = np.random.default_rng(max(0, context.request["seed"]))
+        logger.info("hard crops: finding where %s errs on tumours in %d training studies", path, count)
+        table = centre_table(prepared, count, lambda item: hard_centres(
+            network, item["image"], item["label"], s.spacing, s.min_tumour_ml, MAX_CROP_CENTRES, rng, **options))
+        return table
 
     def train_post_transforms(self, context: Context):
         return [
