@@ -21,7 +21,7 @@ DEMO_CHECKPOINT = APP_DIR / "pretrained" / "liver_tumor_phantoms.pt"
 LOCATOR_CHECKPOINT = APP_DIR / "pretrained" / "liver_locator.pt"
 PYLIVERLESIONSEG_WEIGHTS = APP_DIR / "pretrained" / "pyliverlesionseg.pt"  # converted on first use, not committed
 # what a training run may publish by (lib.trainers.publish); the first is the default
-PUBLISH_METRICS = ("val_mean_dice", "val_lesion_sensitivity", "val_tumour_global_dice")
+PUBLISH_METRICS = ("val_mean_dice", "val_lesion_sensitivity", "val_lesions_matched", "val_tumour_global_dice")
 
 Check = Callable[[Any], "str | None"]  # what a parsed value must be, when it is not; None when it is fine
 
@@ -209,8 +209,10 @@ class Settings:
         "the weight of tumour in the cross-entropy (background and liver 1)", positive, ["train"]))
     publish_metric: str = field(default="val_mean_dice", metadata=_option(
         "the validation number a run must improve on the model in use to publish (early stopping watches it too): "
-        "val_mean_dice (liver and tumour Dice), or val_lesion_sensitivity (lesions of 10 mm or more found) or "
-        "val_tumour_global_dice, ties broken by mean Dice", one_of(*PUBLISH_METRICS), ["train"]))
+        "val_mean_dice (liver and tumour Dice), or val_lesion_sensitivity (lesions of 10 mm or more found), "
+        "val_lesions_matched (those found whose IoU with the tumour touching them is 0.5 or more: a tumour label "
+        "spread over the liver finds every lesion and matches none) or val_tumour_global_dice, ties broken by mean "
+        "Dice", one_of(*PUBLISH_METRICS), ["train"]))
     val_split: float = field(default=0.2, metadata=_option(
         "fraction of the labelled studies held out to validate", open_fraction, ["train"]))
     decathlon_dir: str = field(default="", metadata=_option(

@@ -52,6 +52,7 @@ def test_bench_accuracy_measures_lesions_and_draws_them(tmp_path):
     listed = [d for case in json.loads(proc.stdout)["cases"] for d in case["lesions"]["true_lesion_list"]]
     assert len(listed) == true
     visible = [d for d in listed if d["diameter_mm"] >= 10 and abs(d.get("contrast_hu") or 0) >= 10]
-    assert mean["visible_10mm"] == {"found": sum(d["found"] for d in visible), "of": len(visible)}
+    assert mean["visible_10mm"] == {"found": sum(d["found"] for d in visible), "of": len(visible),
+                                    "matched": sum(d["iou"] >= 0.5 for d in visible)}
     assert len(visible) > 0
     assert (tmp_path / "labels.png").stat().st_size > 20_000 and (tmp_path / "lesions.png").stat().st_size > 20_000

@@ -25,8 +25,12 @@ def test_two_lesions_one_found_one_false_positive():
     pred[ball(truth.shape, (45, 15, 45), 3)] = 2  # overlaps nothing
     found = lesion_detection(pred, truth, AFFINE)
     assert found["true_lesions"] == 2 and found["found"] == 1 and found["predicted_lesions"] == 2
-    assert found["found_by_size"]["10 to 20 mm"] == {"found": 1, "of": 1}
-    assert found["found_by_size"]["under 10 mm"] == {"found": 0, "of": 1}
+    assert found["found_by_size"]["10 to 20 mm"] == {"found": 1, "of": 1, "matched": 1}
+    assert found["found_by_size"]["under 10 mm"] == {"found": 0, "of": 1, "matched": 0}
+    first = found["true_lesion_list"][0]
+    inter = int((ball(truth.shape, (17, 15, 15), 6) & ball(truth.shape, (15, 15, 15), 7)).sum())
+    union = int((ball(truth.shape, (17, 15, 15), 6) | ball(truth.shape, (15, 15, 15), 7)).sum())
+    assert abs(first["iou"] - inter / union) < 1e-3 and first["iou"] > 0.5
     assert found["false_positives"] == 1 and abs(found["false_positive_ml"][0] - 0.123) < 0.01
     assert found["tumour_overlap_voxels"] == int(((pred == 2) & (truth == 2)).sum())
 
@@ -46,6 +50,27 @@ def test_touching_lesions_are_one_and_one_prediction_finds_both():
     both[8:43, 22:29, 22:29] = 2  # one prediction across both
     found = lesion_detection(both, apart, AFFINE)
     assert found["true_lesions"] == 2 and found["found"] == 2 and found["predicted_lesions"] == 1
+
+
+def test_one_prediction_over_several_lesions_finds_them_but_matches_none():
+    """Found means overlapped; matched asks the IoU of a lesion with the components touching it to reach 0.5, so
+    a tumour label spread over the liver and its lesions finds them all and matches none."""
+    truth = np.ones((60, 60, 60), np.uint8)
+    centres = [(15, 15, 15), (45, 15, 15), (15, 45, 45)]
+    for c in centres:
+        truth[ball(truth.shape, c, 5)] = 2
+    spread = np.full_like(truth, 2)  # the whole volume called tumour
+    found = lesion_detection(spread, truth, AFFINE)
+    assert found["found"] == 3 and found["false_positives"] == 0
+    assert sum(v["matched"] for v in found["found_by_size"].values()) == 0
+    assert max(d["iou"] for d in found["true_lesion_list"]) < 0.01
+    exact = lesion_detection(truth.copy(), truth, AFFINE)
+    assert sum(v["matched"] for v in exact["found_by_size"].values()) == 3
+    assert all(d["iou"] == 1.0 for d in exact["true_lesion_list"])
+    halo = truth.copy()
+    halo[ball(truth.shape, centres[0], 7)] = 2  # one grown to 14 mm from 10: IoU about 0.36, found, not matched
+    grown = lesion_detection(halo, truth, AFFINE)
+    assert grown["found"] == 3 and sum(v["matched"] for v in grown["found_by_size"].values()) == 2
 
 
 def test_visible_lesions_are_measured_in_the_image_against_the_liver_around_them():
@@ -71,15 +96,17 @@ def test_visible_lesions_are_measured_in_the_image_against_the_liver_around_them
     pred[ball(truth.shape, (55, 20, 20), 4)] = 2  # and the ringed one
     found = lesion_detection(pred, truth, AFFINE, image=image)
     assert found["found"] == 2 and found["true_lesions"] == 4
-    assert found["found_visible_10mm"] == {"found": 1, "of": 1}
+    assert found["found_visible_10mm"] == {"found": 1, "of": 1, "matched": 0}  # 8 mm called in a 14 mm lesion
     contrasts = sorted(d["contrast_hu"] for d in found["true_lesion_list"] if "contrast_hu" in d)
     assert len(contrasts) == 4 and abs(contrasts[1] + 40) < 1 and abs(contrasts[3] + 5) < 1  # the dark, the faint
     pred[ball(truth.shape, (20, 20, 20), 4)] = 1  # the dark one missed
-    assert lesion_detection(pred, truth, AFFINE, image=image)["found_visible_10mm"] == {"found": 0, "of": 1}
+    assert lesion_detection(pred, truth, AFFINE, image=image)["found_visible_10mm"] == {"found": 0, "of": 1,
+                                                                                        "matched": 0}
     assert "found_visible_10mm" not in lesion_detection(pred, truth, AFFINE)  # no image, not measured
     alone = np.zeros_like(truth)
     alone[ball(truth.shape, (20, 20, 20), 7)] = 2  # a lesion with no liver labelled around it
-    assert lesion_detection(alone, alone, AFFINE, image=image)["found_visible_10mm"] == {"found": 0, "of": 0}
+    assert lesion_detection(alone, alone, AFFINE, image=image)["found_visible_10mm"] == {"found": 0, "of": 0,
+                                                                                          "matched": 0}
 
 
 def test_sizes_dice_and_their_summary():
@@ -117,3 +144,7 @@ def test_validation_counts_the_lesions_an_annotator_would_see():
     pred[ball(truth.shape, (38, 38, 38), 4)] = 2  # 0.27 mL in the liver, no true lesion there
     assert fp.count(pred, truth) == (1.0, 1.0)
     assert lesion_detection(pred, truth, AFFINE)["false_positives"] == 3  # raw, as before cleaning
+    matched = LesionSensitivity((1.0,) * 3, 5.0, 0.02, count_as="matched")
+    assert matched.count(pred, truth) == (1.0, 1.0)
+    pred[10:35, 10:35, 10:35] = 2  # the liver around the lesion called tumour: the lesion is found, not matched
+    assert sensitivity.count(pred, truth) == (1.0, 1.0) and matched.count(pred, truth) == (0.0, 1.0)

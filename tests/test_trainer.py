@@ -231,6 +231,7 @@ def test_a_tiny_run_learns_the_liver_then_tumours_and_reports_lesions(tmp_path):
     for h in history:
         assert 0 <= h["val_tumour_dice"] <= 1 and 0 <= h["val_tumour_global_dice"] <= 1
         assert 0 <= h["val_lesion_sensitivity"] <= 1 and h["val_false_positive_lesions"] >= 0
+        assert 0 <= h["val_lesions_matched"] <= h["val_lesion_sensitivity"]
 
 
 def test_hard_crops_come_from_the_model_in_use_and_need_one(tmp_path, caplog):

@@ -54,9 +54,9 @@ def _ct_numbers(image: Path, shape: tuple[int, ...]) -> np.ndarray | None:
 
 def summarise(rows: list[dict]) -> dict:
     """Over the cases: mean Dice per class and of the whole liver, the tumour's global Dice, the true lesions found
-    (of how many) per size band, false positives in all and per study, the mean latency."""
-    found = {b: [sum(r["lesions"]["found_by_size"][b]["found"] for r in rows),
-                 sum(r["lesions"]["found_by_size"][b]["of"] for r in rows)] for b in BANDS}
+    and matched (of how many) per size band, false positives in all and per study, the mean latency."""
+    found = {b: [sum(r["lesions"]["found_by_size"][b][k] for r in rows) for k in ("found", "of", "matched")]
+             for b in BANDS}
     overlap = sum(r["lesions"]["tumour_overlap_voxels"] for r in rows)
     total = sum(r["lesions"]["tumour_voxels"] for r in rows)
     false = sum(r["lesions"]["false_positives"] for r in rows)
@@ -67,13 +67,13 @@ def summarise(rows: list[dict]) -> dict:
             kinds[kind][0] += v["found"]
             kinds[kind][1] += v["of"]
     measured = [r["lesions"]["found_visible_10mm"] for r in rows if "found_visible_10mm" in r["lesions"]]
-    visible = [sum(v["found"] for v in measured), sum(v["of"] for v in measured)]
+    visible = [sum(v[k] for v in measured) for k in ("found", "of", "matched")]
     by_kind = {"lesions_found_by_kind": {k: {"found": f, "of": n} for k, (f, n) in sorted(kinds.items())}} \
         if kinds else {}
     by_contrast = {"sensitivity_visible_10mm": round(visible[0] / visible[1], 3) if visible[1] else None,
-                   "visible_10mm": {"found": visible[0], "of": visible[1]}} if measured else {}
+                   "visible_10mm": {"found": visible[0], "of": visible[1], "matched": visible[2]}} if measured else {}
     return {**mean_dice(rows), "tumour_global_dice": round(2 * overlap / total, 4) if total else None,
             **by_kind, **by_contrast,
-            "lesions_found": {b: {"found": f, "of": n} for b, (f, n) in found.items()},
+            "lesions_found": {b: {"found": f, "of": n, "matched": m} for b, (f, n, m) in found.items()},
             "false_positives": false, "false_positives_per_study": round(false / max(1, len(rows)), 2),
             "mean_seconds": round(float(np.mean([r["seconds"] for r in rows])), 2), "cases": len(rows)}

@@ -69,13 +69,25 @@ def contrast_hu(image: np.ndarray, lesion: np.ndarray, liver: np.ndarray, spacin
     return float(image[lesion].mean() - image[shell].mean())
 
 
+MATCH_IOU = 0.5  # a found lesion is also matched when it and the predicted components touching it overlap this much
+
+
+def overlap_iou(lesion_voxels: int, overlap_voxels: int, touching_voxels: int) -> float:
+    """IoU of a true lesion with the predicted components that touch it (whole components): one component over
+    several lesions, or over the liver around one, is a find by overlap but a poor match."""
+    union = lesion_voxels + touching_voxels - overlap_voxels
+    return overlap_voxels / union if union else 0.0
+
+
 def _grown(box: tuple[slice, ...], by: np.ndarray, shape: tuple[int, ...]) -> tuple[slice, ...]:
     return tuple(slice(max(0, b.start - int(n)), min(s, b.stop + int(n))) for b, n, s in zip(box, by, shape))
 
 
 def lesion_detection(pred: np.ndarray, truth: np.ndarray, affine: np.ndarray, known: list[dict] | None = None,
                      image: np.ndarray | None = None) -> dict:
-    """Per size band, how many true lesions a prediction finds, and each one's size and whether found; how many
+    """Per size band, how many true lesions a prediction finds (a predicted tumour component overlaps them) and
+    matches (their IoU with the components that touch them is MATCH_IOU or more), and each one's size, whether
+    found and its IoU; how many
     predicted lesions are false positives (with their volumes); label arrays 0/1/2 on the grid of `affine`.
     `known`: what is known of the true lesions (a phantom's tumours: "kind", "centre_ras_mm"): then also per kind.
     `image`: the CT numbers on that grid: then also each one's contrast (contrast_hu) and the visible ones of 10 mm
@@ -87,18 +99,24 @@ def lesion_detection(pred: np.ndarray, truth: np.ndarray, affine: np.ndarray, kn
     true_ml = np.bincount(true_parts.ravel(), minlength=n_true + 1) * voxel_ml
     boxes = ndimage.find_objects(true_parts)
     described = _describe(true_parts, affine, known) if known is not None else {}
-    bands: dict[str, list[int]] = {band(0.0): [0, 0], band(SIZE_BANDS_MM[0]): [0, 0], band(SIZE_BANDS_MM[1]): [0, 0]}
+    bands: dict[str, list[int]] = {band(0.0): [0, 0, 0], band(SIZE_BANDS_MM[0]): [0, 0, 0],
+                                   band(SIZE_BANDS_MM[1]): [0, 0, 0]}
     kinds: dict[str, list[int]] = {}
-    visible = [0, 0]
+    visible = [0, 0, 0]
     each: list[dict] = []
+    pred_size = np.bincount(pred_parts.ravel(), minlength=n_pred + 1)
     for k, box in enumerate(boxes, start=1):
         lesion = true_parts[box] == k
-        found = bool((pred_parts[box][lesion] > 0).any())
+        touching = pred_parts[box][lesion]
+        found = bool((touching > 0).any())
+        iou = overlap_iou(int(lesion.sum()), int((touching > 0).sum()),
+                          int(pred_size[np.unique(touching[touching > 0])].sum()))
         diameter = equivalent_diameter_mm(true_ml[k])
         counts = bands[band(diameter)]
         counts[0] += int(found)
         counts[1] += 1
-        each.append({"diameter_mm": round(diameter, 1), "found": found})
+        counts[2] += int(iou >= MATCH_IOU)
+        each.append({"diameter_mm": round(diameter, 1), "found": found, "iou": round(iou, 3)})
         if known is not None:
             each[-1]["kind"] = described.get(k, {}).get("kind", "unknown")
             kind = kinds.setdefault(each[-1]["kind"], [0, 0])
@@ -111,20 +129,21 @@ def lesion_detection(pred: np.ndarray, truth: np.ndarray, affine: np.ndarray, kn
             if is_visible(diameter, contrast):
                 visible[0] += int(found)
                 visible[1] += 1
+                visible[2] += int(iou >= MATCH_IOU)
     overlapped = np.unique(pred_parts[(true_parts > 0) & (pred_parts > 0)])
     false = [k for k in range(1, n_pred + 1) if k not in set(overlapped.tolist())]
-    sizes = np.bincount(pred_parts.ravel(), minlength=n_pred + 1)
     return {
         "true_lesions": int(n_true), "found": int(sum(c[0] for c in bands.values())),
         "tumour_voxels": int((true_parts > 0).sum() + (pred_parts > 0).sum()),
         "tumour_overlap_voxels": int(((true_parts > 0) & (pred_parts > 0)).sum()),
-        "found_by_size": {name: {"found": c[0], "of": c[1]} for name, c in bands.items()},
+        "found_by_size": {name: {"found": c[0], "of": c[1], "matched": c[2]} for name, c in bands.items()},
         "true_lesion_list": each,
         "predicted_lesions": int(n_pred), "false_positives": len(false),
-        "false_positive_ml": [round(float(sizes[k] * voxel_ml), 3) for k in false],
+        "false_positive_ml": [round(float(pred_size[k] * voxel_ml), 3) for k in false],
         **({"found_by_kind": {k: {"found": f, "of": n} for k, (f, n) in sorted(kinds.items())}}
            if known is not None else {}),
-        **({"found_visible_10mm": {"found": visible[0], "of": visible[1]}} if image is not None else {}),
+        **({"found_visible_10mm": {"found": visible[0], "of": visible[1], "matched": visible[2]}}
+           if image is not None else {}),
     }
 
 

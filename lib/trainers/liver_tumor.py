@@ -438,6 +438,7 @@ class LiverTumorTrain(BasicTrainTask):
         return {**{f"val_{name}_dice": MeanDice(output_transform=SelectClass(c), include_background=True)
                    for name, c in LABELS.items()},
                 "val_tumour_global_dice": GlobalTumourDice(), "val_lesion_sensitivity": LesionSensitivity(*cleaning),
+                "val_lesions_matched": LesionSensitivity(*cleaning, count_as="matched"),
                 "val_false_positive_lesions": FalsePositiveLesions(*cleaning)}
 
     # ---- publishing, progress, resuming

@@ -115,14 +115,18 @@ class GlobalTumourDice(_OverStudies):
 
 
 class LesionSensitivity(_OverStudies):
-    """The share of true lesions of 10 mm or more that a predicted tumour overlaps. Lesions are counted on the
-    label /infer would return (lib.transforms.postprocess.clean_label: tumour near the liver, no specks), so the
-    false positives are those an annotator would see; the Dice metrics stay on the raw prediction."""
+    """The share of true lesions of 10 mm or more that a predicted tumour overlaps ("found"), or that the predicted
+    components touching them match with an IoU of 0.5 or more ("matched": a tumour label spread over the liver
+    finds every lesion in it and matches none). Lesions are counted on the label /infer would return
+    (lib.transforms.postprocess.clean_label: tumour near the liver, no specks), so the false positives are those an
+    annotator would see; the Dice metrics stay on the raw prediction."""
 
-    def __init__(self, spacing: tuple[float, ...], margin_mm: float, min_tumour_ml: float) -> None:
+    def __init__(self, spacing: tuple[float, ...], margin_mm: float, min_tumour_ml: float,
+                 count_as: str = "found") -> None:
         super().__init__()
         self.spacing, self.margin_mm, self.min_tumour_ml = tuple(spacing), margin_mm, min_tumour_ml
         self.affine = np.diag([*spacing, 1.0])
+        self.count_as = count_as
 
     def cleaned(self, pred: np.ndarray) -> np.ndarray:
         return clean_label(pred, self.spacing, self.margin_mm, self.min_tumour_ml)
@@ -130,7 +134,7 @@ class LesionSensitivity(_OverStudies):
     def count(self, pred, label):
         found = lesion_detection(self.cleaned(pred), label, self.affine)["found_by_size"]
         bands = [v for k, v in found.items() if not k.startswith("under")]
-        return float(sum(b["found"] for b in bands)), float(sum(b["of"] for b in bands))
+        return float(sum(b[self.count_as] for b in bands)), float(sum(b["of"] for b in bands))
 
 
 class FalsePositiveLesions(LesionSensitivity):

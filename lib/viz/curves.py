@@ -16,7 +16,9 @@ from ..data.atomic import write_atomic  # noqa: E402
 
 SERIES = {"val_liver_dice": ("liver Dice", "#2e7d32"), "val_tumour_dice": ("tumour Dice", "#c62828"),
           "val_tumour_global_dice": ("tumour Dice, global", "#ef9a9a"),
-          "val_lesion_sensitivity": ("lesions >= 10 mm found", "#6a1b9a"), "val_mean_dice": ("mean Dice", "#555555")}
+          "val_lesion_sensitivity": ("lesions >= 10 mm found", "#6a1b9a"),
+          "val_lesions_matched": ("lesions >= 10 mm matched (IoU 0.5)", "#ce93d8"),
+          "val_mean_dice": ("mean Dice", "#555555")}
 
 
 def plot_history(history: Sequence[dict], out: Path, title: str = "training") -> Path:
