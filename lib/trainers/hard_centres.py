@@ -20,14 +20,13 @@ from monai.inferers import SlidingWindowInferer
 from monai.transforms import GaussianSmooth, MapTransform
 from scipy import ndimage
 
-from ..metrics.lesions import CONNECTED
+from ..metrics.lesions import CONNECTED, TUMOUR
 from ..model.autocast import AutocastInferer
 from ..transforms.denoise import noise_hu
 from ..transforms.preprocess import fitted_roi
 
 logger = logging.getLogger(__name__)
 
-TUMOUR = 2
 BOX_MARGIN_MM = 20.0  # around the true liver: the clean-up keeps tumour only near the liver
 
 
