@@ -75,13 +75,13 @@ def test_hard_centres_are_where_the_network_errs_in_the_whole_study():
     centres, n_missed, n_false = hard_centres(
         Threshold(), MetaTensor(image[None]), torch.as_tensor(label[None]), (1.0, 1.0, 1.0), min_tumour_ml=0.01,
         max_centres=10_000, rng=np.random.default_rng(0), roi=(32, 32, 32), overlap=0.25, dtype=None,
-        smooth_above_hu=0, smooth_sigma_vox=(1, 1, 1))
+        smooth_above_hu=0, smooth_sigma_mm=1.0)
     expected = np.flatnonzero((missed | false).ravel())
     assert (n_missed, n_false) == (1, 1)
     np.testing.assert_array_equal(centres.numpy(), expected)
     few, _, _ = hard_centres(Threshold(), MetaTensor(image[None]), torch.as_tensor(label[None]), (1.0, 1.0, 1.0), 0.01,
                        max_centres=20, rng=np.random.default_rng(0), roi=(32, 32, 32), overlap=0.25, dtype=None,
-                       smooth_above_hu=0, smooth_sigma_vox=(1, 1, 1))
+                       smooth_above_hu=0, smooth_sigma_mm=1.0)
     assert len(few) == 20 and set(few.numpy()) <= set(expected)
     assert np.isin(few.numpy(), np.flatnonzero(missed.ravel())).sum() == 10  # as many from each error
 

@@ -16,14 +16,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from monai.inferers import SlidingWindowInferer
-from monai.transforms import GaussianSmooth, MapTransform
+from monai.transforms import MapTransform
 from scipy import ndimage
 
 from ..metrics.lesions import CONNECTED, TUMOUR
 from ..model.autocast import AutocastInferer
-from ..transforms.denoise import noise_hu
-from ..transforms.preprocess import fitted_roi
+from ..transforms.denoise import SmoothNoisyd
+from .validation import FittedWindows
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +52,8 @@ def error_parts(pred: np.ndarray, label: np.ndarray, min_voxels: int) -> tuple[n
 
 
 def liver_box(label: np.ndarray, margin: Sequence[int]) -> tuple[slice, ...] | None:
-    """The box of the label's foreground grown by margin voxels per axis; None for an empty label."""
+    """The box of the label's foreground grown by margin voxels per axis, within the volume; None for an empty
+    label. (MONAI's generate_spatial_bounding_box does not clip a margin to the volume.)"""
     where = np.argwhere(label > 0)
     if not len(where):
         return None
@@ -63,18 +63,15 @@ def liver_box(label: np.ndarray, margin: Sequence[int]) -> tuple[slice, ...] | N
 
 
 @torch.no_grad()
-def predict(network: torch.nn.Module, image: torch.Tensor, roi: Sequence[int], overlap: float,
-            dtype: torch.dtype | None, smooth_above_hu: float, smooth_sigma_vox: Sequence[float]) -> np.ndarray:
-    """The network's argmax on a pre-processed image (channel first), smoothed first when noisier than
-    smooth_above_hu, as /infer does."""
-    noise = noise_hu(image)
-    if smooth_above_hu > 0 and noise is not None and noise > smooth_above_hu:
-        image = GaussianSmooth(sigma=list(smooth_sigma_vox))(image)
+def predict(network: torch.nn.Module, image: torch.Tensor, roi: tuple[int, int, int], overlap: float,
+            dtype: torch.dtype | None, smooth_above_hu: float, smooth_sigma_mm: float,
+            spacing: tuple[float, float, float]) -> np.ndarray:
+    """The network's argmax on a pre-processed image (channel first), as /infer and validation run it: smoothed
+    when noisier than smooth_above_hu (SmoothNoisyd), in sliding windows fitted to the image (FittedWindows)."""
+    image = SmoothNoisyd("image", "noise", smooth_above_hu, smooth_sigma_mm, spacing)({"image": image})["image"]
     device = next(network.parameters()).device
     x = torch.as_tensor(image)[None].float().to(device)
-    inferer = AutocastInferer(SlidingWindowInferer(fitted_roi(x.shape[2:], roi, overlap), 1, overlap,
-                                                   mode="gaussian"), device.type, dtype)
-    return inferer(x, network)[0].argmax(0).cpu().numpy()
+    return AutocastInferer(FittedWindows(roi, overlap), device.type, dtype)(x, network)[0].argmax(0).cpu().numpy()
 
 
 def hard_centres(network: torch.nn.Module, image: torch.Tensor, label: torch.Tensor, spacing: Sequence[float],
@@ -89,7 +86,7 @@ def hard_centres(network: torch.nn.Module, image: torch.Tensor, label: torch.Ten
     box = liver_box(lab, [int(round(BOX_MARGIN_MM / s)) for s in spacing])
     if box is None:
         return empty, 0, 0
-    pred = predict(network, image[(slice(None), *box)], **predict_options)
+    pred = predict(network, image[(slice(None), *box)], spacing=tuple(spacing), **predict_options)
     min_voxels = int(np.ceil(min_tumour_ml * 1000.0 / float(np.prod(spacing))))
     parts, missed, false = error_parts(pred, lab[box], min_voxels)
     if not missed + false:

@@ -389,8 +389,7 @@ class LiverTumorTrain(BasicTrainTask):
         s = self.settings
         network = load_network(Path(path), s.dropout, context.device)
         options = {"roi": s.roi_size, "overlap": s.sw_overlap, "dtype": self._autocast(context)[1],
-                   "smooth_above_hu": s.denoise_above_hu,
-                   "smooth_sigma_vox": [s.denoise_sigma_mm / v for v in s.spacing]}
+                   "smooth_above_hu": s.denoise_above_hu, "smooth_sigma_mm": s.denoise_sigma_mm}
         rng = np.random.default_rng(max(0, context.request["seed"]))
         logger.info("hard crops: finding where %s errs on tumours in %d training studies", path, count)
         table = centre_table(prepared, count, lambda item: hard_centres(
