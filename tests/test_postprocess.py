@@ -100,3 +100,20 @@ def test_tumours_the_model_is_unsure_of_go_to_the_likelier_other_class():
     assert (kept[0, 17:20, 2:6, 2:6] == 1).all() and (kept[0, 20:23, 2:6, 2:6] == 0).all()
     assert torch.equal(unsure_tumours_dropped(logits, labels, 0.4), labels)  # all above 0.4: as they were
     assert torch.equal(unsure_tumours_dropped(logits, labels, 0.0), labels)  # 0: off
+
+
+def test_tumours_the_model_places_outside_the_liver_go_by_their_background_share():
+    logits = torch.zeros(3, 30, 30, 30)
+    logits[1, :20] = 2.0                          # liver in the first 20 slices, background after
+    logits[2, 2:6, 2:6, 2:6] = 6.0                # a lesion in the liver: background p = 0.002
+    logits[2, 22:26, 2:6, 2:6] = 3.0              # "tumour" beside the liver (a gallbladder): background p = 0.04
+    logits[1, 22:26, 2:6, 2:6] = 1.5              # ... liver p 0.2: the better other class there is still liver
+    labels = channel_argmax(logits)
+    assert int((labels == 2).sum()) == 128
+    kept = unsure_tumours_dropped(logits, labels, 0.0, 0.03)
+    assert (kept[0, 2:6, 2:6, 2:6] == 2).all() and int((kept == 2).sum()) == 64
+    assert (kept[0, 22:26, 2:6, 2:6] == 1).all()
+    assert torch.equal(unsure_tumours_dropped(logits, labels, 0.0, 0.06), labels)  # both under 0.06: kept
+    assert torch.equal(unsure_tumours_dropped(logits, labels, 0.0, 1.0), labels)   # 1: off
+    both = unsure_tumours_dropped(logits, labels, 0.99, 0.03)   # either reason drops a component
+    assert int((both == 2).sum()) == 0

@@ -122,7 +122,7 @@ class LiverTumorInfer(BasicInferTask):
         pred = data[self.output_label_key]
         options = self._options(data)
         labels = unsure_tumours_dropped(torch.as_tensor(pred), channel_argmax(torch.as_tensor(pred)),
-                                        options["min_tumour_probability"])
+                                        options["min_tumour_probability"], options["max_tumour_background"])
         if options["uncertainty"]:
             data[self.output_json_key] = {**data.get(self.output_json_key, {}),
                                           "uncertainty": foreground_entropy(torch.as_tensor(pred), labels[0])}

@@ -108,18 +108,25 @@ def channel_argmax(logits: torch.Tensor) -> torch.Tensor:
     return index[None].float()  # float, as MONAI's AsDiscrete gives: Invertd resamples it
 
 
-def unsure_tumours_dropped(logits: torch.Tensor, labels: torch.Tensor, min_probability: float) -> torch.Tensor:
+def unsure_tumours_dropped(logits: torch.Tensor, labels: torch.Tensor, min_probability: float,
+                           max_background: float = 1.0) -> torch.Tensor:
     """labels (1, X, Y, Z) from `logits` (3, X, Y, Z), with each tumour component whose mean tumour probability is
-    under `min_probability` given the better of background and liver instead. MONAI's connected-component
-    transforms filter by size only; this filters by the model's own confidence, on the working grid."""
+    under `min_probability`, or whose mean background probability is over `max_background`, given the better of
+    background and liver instead. The second is the network's own doubt that a component lies in the liver at all:
+    the gallbladder and other structures beside the liver called tumour keep a share of background that lesions in
+    the liver do not (docs/model.md). MONAI's connected-component transforms filter by size only; this filters by
+    the model's own probabilities, on the working grid."""
     tumour = labels[0] == 2
-    if min_probability <= 0 or not bool(tumour.any()):
+    if (min_probability <= 0 and max_background >= 1) or not bool(tumour.any()):
         return labels
     components, n = ndimage.label(tumour.cpu().numpy(), structure=FULL_CONNECTIVITY)
     ids = components[components > 0]  # the tumour voxels' components, in the order boolean indexing takes them
-    probability = torch.softmax(logits[:, tumour].float(), dim=0)[2].cpu().numpy()
-    mean = np.bincount(ids, weights=probability, minlength=n + 1) / np.maximum(np.bincount(ids, minlength=n + 1), 1)
-    unsure = torch.from_numpy((mean < min_probability)[components] & (components > 0)).to(labels.device)
+    probability = torch.softmax(logits[:, tumour].float(), dim=0).cpu().numpy()
+    count = np.maximum(np.bincount(ids, minlength=n + 1), 1)
+    tumour_mean = np.bincount(ids, weights=probability[2], minlength=n + 1) / count
+    background_mean = np.bincount(ids, weights=probability[0], minlength=n + 1) / count
+    doubtful = (tumour_mean < min_probability) | (background_mean > max_background)
+    unsure = torch.from_numpy(doubtful[components] & (components > 0)).to(labels.device)
     if not bool(unsure.any()):
         return labels
     out = labels.clone()
