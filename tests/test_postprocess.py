@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from lib.metrics.lesions import max_diameter_mm
-from lib.transforms.postprocess import channel_argmax, clean_label, unsure_tumours_dropped
+from lib.transforms.postprocess import channel_argmax, clean_label, tumour_biased, unsure_tumours_dropped
 from lib.transforms.report import lesion_report
 
 
@@ -117,3 +117,16 @@ def test_tumours_the_model_places_outside_the_liver_go_by_their_background_share
     assert torch.equal(unsure_tumours_dropped(logits, labels, 0.0, 1.0), labels)   # 1: off
     both = unsure_tumours_dropped(logits, labels, 0.99, 0.03)   # either reason drops a component
     assert int((both == 2).sum()) == 0
+
+
+def test_a_tumour_bias_moves_the_argmax_by_that_many_logits_and_leaves_the_network_output_alone():
+    logits = torch.zeros(3, 10, 10, 10)
+    logits[1] = 2.0                               # liver everywhere
+    logits[2, :, :, :5] = 1.5                     # tumour 0.5 below liver in half the volume
+    logits[2, :3, :, :5] = 0.5                    # and 1.5 below it in a part of that half
+    assert int((channel_argmax(logits) == 2).sum()) == 0
+    biased = tumour_biased(logits, 1.0)
+    assert int((channel_argmax(biased) == 2).sum()) == 7 * 10 * 5   # only where it was within 1 logit
+    assert float(logits[2].max()) == 1.5                            # the input is not changed
+    assert tumour_biased(logits, 0.0) is logits
+    assert int((channel_argmax(tumour_biased(logits, -1.0)) == 2).sum()) == 0

@@ -39,7 +39,7 @@ from ..settings import Settings, request_options
 from ..transforms.denoise import SmoothNoisyd
 from ..transforms.image_path import RestoreImagePathd, StashImagePathd
 from ..transforms.load import LoadCTd
-from ..transforms.postprocess import LiverTumorPostprocessd, channel_argmax, unsure_tumours_dropped
+from ..transforms.postprocess import LiverTumorPostprocessd, channel_argmax, tumour_biased, unsure_tumours_dropped
 from ..transforms.preprocess import fitted_roi, preprocessing
 from ..transforms.report import LesionReportd
 
@@ -121,8 +121,9 @@ class LiverTumorInfer(BasicInferTask):
         """Argmax, then undo crop, resampling and orientation with MONAI's Invertd, once, on the label."""
         pred = data[self.output_label_key]
         options = self._options(data)
-        labels = unsure_tumours_dropped(torch.as_tensor(pred), channel_argmax(torch.as_tensor(pred)),
-                                        options["min_tumour_probability"], options["max_tumour_background"])
+        logits = tumour_biased(torch.as_tensor(pred), options["tumour_logit_bias"])
+        labels = unsure_tumours_dropped(logits, channel_argmax(logits), options["min_tumour_probability"],
+                                        options["max_tumour_background"])
         if options["uncertainty"]:
             data[self.output_json_key] = {**data.get(self.output_json_key, {}),
                                           "uncertainty": foreground_entropy(torch.as_tensor(pred), labels[0])}

@@ -108,6 +108,16 @@ def channel_argmax(logits: torch.Tensor) -> torch.Tensor:
     return index[None].float()  # float, as MONAI's AsDiscrete gives: Invertd resamples it
 
 
+def tumour_biased(logits: torch.Tensor, bias: float) -> torch.Tensor:
+    """logits (3, X, Y, Z) with `bias` added to the tumour channel (a copy; the same tensor for 0): the prior odds
+    of tumour against either other class multiplied by e^bias."""
+    if bias == 0:
+        return logits
+    out = logits.clone()
+    out[2] = out[2] + bias
+    return out
+
+
 def unsure_tumours_dropped(logits: torch.Tensor, labels: torch.Tensor, min_probability: float,
                            max_background: float = 1.0) -> torch.Tensor:
     """labels (1, X, Y, Z) from `logits` (3, X, Y, Z), with each tumour component whose mean tumour probability is
