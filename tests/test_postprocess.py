@@ -94,12 +94,14 @@ def test_tumours_the_model_is_unsure_of_go_to_the_likelier_other_class():
     logits[2, 17:23, 2:6, 2:6] = 1.2              # an unsure one across the liver's edge: 0.47 and 0.62
     labels = channel_argmax(logits)
     assert int((labels == 2).sum()) == 64 * 2 + 96
-    kept = unsure_tumours_dropped(logits, labels, 0.6)
+    kept, dropped = unsure_tumours_dropped(logits, labels, 0.6)
+    assert [d["voxels"] for d in dropped] == [96, 64]         # what went, largest first
+    assert all(d["mean_tumour_probability"] < 0.6 for d in dropped) and dropped[1]["mean_tumour_probability"] == 0.472
     assert (kept[0, 2:6, 2:6, 2:6] == 2).all() and int((kept == 2).sum()) == 64
     assert (kept[0, 10:14, 10:14, 10:14] == 1).all()
     assert (kept[0, 17:20, 2:6, 2:6] == 1).all() and (kept[0, 20:23, 2:6, 2:6] == 0).all()
-    assert torch.equal(unsure_tumours_dropped(logits, labels, 0.4), labels)  # all above 0.4: as they were
-    assert torch.equal(unsure_tumours_dropped(logits, labels, 0.0), labels)  # 0: off
+    assert torch.equal(unsure_tumours_dropped(logits, labels, 0.4)[0], labels)  # all above 0.4: as they were
+    assert torch.equal(unsure_tumours_dropped(logits, labels, 0.0)[0], labels)  # 0: off
 
 
 def test_tumours_the_model_places_outside_the_liver_go_by_their_background_share():
@@ -110,13 +112,14 @@ def test_tumours_the_model_places_outside_the_liver_go_by_their_background_share
     logits[1, 22:26, 2:6, 2:6] = 1.5              # ... liver p 0.2: the better other class there is still liver
     labels = channel_argmax(logits)
     assert int((labels == 2).sum()) == 128
-    kept = unsure_tumours_dropped(logits, labels, 0.0, 0.03)
+    kept, dropped = unsure_tumours_dropped(logits, labels, 0.0, 0.03)
+    assert dropped == [{"voxels": 64, "mean_tumour_probability": 0.786, "mean_background_probability": 0.039}]
     assert (kept[0, 2:6, 2:6, 2:6] == 2).all() and int((kept == 2).sum()) == 64
     assert (kept[0, 22:26, 2:6, 2:6] == 1).all()
-    assert torch.equal(unsure_tumours_dropped(logits, labels, 0.0, 0.06), labels)  # both under 0.06: kept
-    assert torch.equal(unsure_tumours_dropped(logits, labels, 0.0, 1.0), labels)   # 1: off
-    both = unsure_tumours_dropped(logits, labels, 0.99, 0.03)   # either reason drops a component
-    assert int((both == 2).sum()) == 0
+    assert torch.equal(unsure_tumours_dropped(logits, labels, 0.0, 0.06)[0], labels)  # both under 0.06: kept
+    assert torch.equal(unsure_tumours_dropped(logits, labels, 0.0, 1.0)[0], labels)   # 1: off
+    both, dropped = unsure_tumours_dropped(logits, labels, 0.99, 0.03)   # either reason drops a component
+    assert int((both == 2).sum()) == 0 and [d["voxels"] for d in dropped] == [64, 64]
 
 
 def test_a_tumour_bias_moves_the_argmax_by_that_many_logits_and_leaves_the_network_output_alone():

@@ -37,19 +37,29 @@ def task_and_study(tmp_path_factory) -> tuple[LiverTumorInfer, Path]:
 
 
 def labels(task: LiverTumorInfer, path: Path, **options) -> np.ndarray:
-    label_file, _ = task({"image": str(path), "device": "cpu", **options})
+    return run(task, path, **options)[0]
+
+
+def run(task: LiverTumorInfer, path: Path, **options) -> tuple[np.ndarray, dict]:
+    label_file, result = task({"image": str(path), "device": "cpu", **options})
     out = np.asanyarray(nib.load(label_file).dataobj)
     Path(label_file).unlink()
-    return out
+    return out, result
 
 
 def test_the_bias_and_the_background_filter_change_what_infer_returns(task_and_study):
     task, path = task_and_study
-    plain = labels(task, path)
+    plain, result = run(task, path)
+    assert "tumours_dropped" not in result                     # no filter, nothing to say
     assert (plain == 2).sum() == 0 and (plain == 1).sum() > 1000
     biased = labels(task, path, tumour_logit_bias=2.0)        # the brightest now tumour, the liver still liver
     assert (biased == 2).sum() > 100 and (biased == 1).sum() > 1000
     # every tumour component keeps some background probability, so a limit of 0 drops them all, each voxel to the
     # better of background and liver, which the bias does not touch: the label without the bias
-    dropped = labels(task, path, tumour_logit_bias=2.0, max_tumour_background=0.0)
+    dropped, result = run(task, path, tumour_logit_bias=2.0, max_tumour_background=0.0)
     assert np.array_equal(dropped, plain)
+    # and the result says what went, largest first: the biased tumour, one logit above liver (p = e / (1 + e))
+    gone = result["tumours_dropped"]
+    volumes = [d["volume_ml"] for d in gone]
+    assert volumes and volumes == sorted(volumes, reverse=True) and volumes[-1] > 0
+    assert all(abs(d["mean_tumour_probability"] - 0.731) < 0.005 for d in gone), gone   # bf16 on some CPUs

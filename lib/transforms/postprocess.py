@@ -119,26 +119,31 @@ def tumour_biased(logits: torch.Tensor, bias: float) -> torch.Tensor:
 
 
 def unsure_tumours_dropped(logits: torch.Tensor, labels: torch.Tensor, min_probability: float,
-                           max_background: float = 1.0) -> torch.Tensor:
+                           max_background: float = 1.0) -> tuple[torch.Tensor, list[dict]]:
     """labels (1, X, Y, Z) from `logits` (3, X, Y, Z), with each tumour component whose mean tumour probability is
     under `min_probability`, or whose mean background probability is over `max_background`, given the better of
-    background and liver instead. The second is the network's own doubt that a component lies in the liver at all:
-    the gallbladder and other structures beside the liver called tumour keep a share of background that lesions in
-    the liver do not (docs/model.md). MONAI's connected-component transforms filter by size only; this filters by
-    the model's own probabilities, on the working grid."""
+    background and liver instead; and what was dropped (voxels, mean tumour and background probability, largest
+    first). The second is the network's own doubt that a component lies in the liver at all: the gallbladder and
+    other structures beside the liver called tumour keep a share of background that lesions in the liver do not
+    (docs/model.md). MONAI's connected-component transforms filter by size only; this filters by the model's own
+    probabilities, on the working grid."""
     tumour = labels[0] == 2
     if (min_probability <= 0 and max_background >= 1) or not bool(tumour.any()):
-        return labels
+        return labels, []
     components, n = ndimage.label(tumour.cpu().numpy(), structure=FULL_CONNECTIVITY)
     ids = components[components > 0]  # the tumour voxels' components, in the order boolean indexing takes them
     probability = torch.softmax(logits[:, tumour].float(), dim=0).cpu().numpy()
-    count = np.maximum(np.bincount(ids, minlength=n + 1), 1)
-    tumour_mean = np.bincount(ids, weights=probability[2], minlength=n + 1) / count
-    background_mean = np.bincount(ids, weights=probability[0], minlength=n + 1) / count
+    voxels = np.bincount(ids, minlength=n + 1)
+    tumour_mean = np.bincount(ids, weights=probability[2], minlength=n + 1) / np.maximum(voxels, 1)
+    background_mean = np.bincount(ids, weights=probability[0], minlength=n + 1) / np.maximum(voxels, 1)
     doubtful = (tumour_mean < min_probability) | (background_mean > max_background)
-    unsure = torch.from_numpy(doubtful[components] & (components > 0)).to(labels.device)
-    if not bool(unsure.any()):
-        return labels
+    doubtful[0] = False
+    dropped = [{"voxels": int(voxels[k]), "mean_tumour_probability": round(float(tumour_mean[k]), 3),
+                "mean_background_probability": round(float(background_mean[k]), 3)}
+               for k in sorted(np.flatnonzero(doubtful), key=lambda k: -voxels[k])]
+    if not dropped:
+        return labels, []
+    unsure = torch.from_numpy(doubtful[components]).to(labels.device)
     out = labels.clone()
     out[0][unsure] = (logits[1][unsure] > logits[0][unsure]).float()
-    return out
+    return out, dropped
