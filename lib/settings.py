@@ -162,15 +162,15 @@ class Settings:
     # still found), took the held-out test phantoms' false positives from 2.42 to 0.42 a study (lesions found 18 -> 16
     # of 113, both lost ones touched at IoU 0.004 or less) but lost 3 of LiTS 117's 24 (one of 24 mm found at IoU
     # 0.28), set beforehand as the limit (docs/model.md)
+    max_tumour_background: float = field(default=1.0, metadata=_option(
+        "tumour components whose mean background probability is over this (the network doubting they are in the "
+        "liver: the gallbladder, the hilum) become liver or background; 1: none", unit_interval, ["infer"]))
     # off by default: with max_tumour_background 0.05, +0.5 and +1.0 found 31 and 33 of the 20 tuning phantoms' 94
     # lesions (the shipped model 31) with 1.25 and 1.6 false positives a study, but 11 of 18 visible ones, not the
     # 12 asked beforehand (docs/model.md)
     tumour_logit_bias: float = field(default=0.0, metadata=_option(
         "added to the network's tumour logit before the argmax and the component filters: above 0 more voxels are "
         "called tumour, below 0 fewer; 0: none", between(-10, 10), ["infer"]))
-    max_tumour_background: float = field(default=1.0, metadata=_option(
-        "tumour components whose mean background probability is over this (the network doubting they are in the "
-        "liver: the gallbladder, the hilum) become liver or background; 1: none", unit_interval, ["infer"]))
     pyliverlesionseg_path: str = field(default=str(PYLIVERLESIONSEG_WEIGHTS), metadata=_option(
         "pyliverlesionseg's liver and lesion networks (trained on patients' CT), converted from its PyPI wheel by "
         "`liver-tumor pyliverlesionseg-model`, which make serve runs when the file is missing; 'none': no "
