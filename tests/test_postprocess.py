@@ -102,6 +102,7 @@ def test_tumours_the_model_is_unsure_of_go_to_the_likelier_other_class():
     assert (kept[0, 17:20, 2:6, 2:6] == 1).all() and (kept[0, 20:23, 2:6, 2:6] == 0).all()
     assert torch.equal(unsure_tumours_dropped(logits, labels, 0.4)[0], labels)  # all above 0.4: as they were
     assert torch.equal(unsure_tumours_dropped(logits, labels, 0.0)[0], labels)  # 0: off
+    assert unsure_tumours_dropped(logits, labels, 0.0)[1] is None               # off: nothing to report
 
 
 def test_tumours_the_model_places_outside_the_liver_go_by_their_background_share():
@@ -118,6 +119,7 @@ def test_tumours_the_model_places_outside_the_liver_go_by_their_background_share
     assert (kept[0, 22:26, 2:6, 2:6] == 1).all()
     assert torch.equal(unsure_tumours_dropped(logits, labels, 0.0, 0.06)[0], labels)  # both under 0.06: kept
     assert torch.equal(unsure_tumours_dropped(logits, labels, 0.0, 1.0)[0], labels)   # 1: off
+    assert unsure_tumours_dropped(logits, labels, 0.0, 1.0)[1] is None
     both, dropped = unsure_tumours_dropped(logits, labels, 0.99, 0.03)   # either reason drops a component
     assert int((both == 2).sum()) == 0 and [d["voxels"] for d in dropped] == [64, 64]
 

@@ -124,8 +124,8 @@ class LiverTumorInfer(BasicInferTask):
         logits = tumour_biased(torch.as_tensor(pred), options["tumour_logit_bias"])
         labels, dropped = unsure_tumours_dropped(logits, channel_argmax(logits), options["min_tumour_probability"],
                                                  options["max_tumour_background"])
-        if options["min_tumour_probability"] > 0 or options["max_tumour_background"] < 1:
-            # nothing silently lost: what the filters took, before the clean-up, on the working grid
+        # with a filter on, nothing silently lost: what it took, before the clean-up, on the working grid
+        if dropped is not None:
             voxel_ml = float(np.prod(self.settings.spacing)) / 1000.0
             data[self.output_json_key] = {**data.get(self.output_json_key, {}), "tumours_dropped": [
                 {"volume_ml": round(d.pop("voxels") * voxel_ml, 3), **d} for d in dropped]}

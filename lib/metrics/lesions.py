@@ -111,11 +111,12 @@ def lesion_detection(pred: np.ndarray, truth: np.ndarray, affine: np.ndarray, kn
         found = bool((touching > 0).any())
         iou = overlap_iou(int(lesion.sum()), int((touching > 0).sum()),
                           int(pred_size[np.unique(touching[touching > 0])].sum()))
+        matched = iou >= MATCH_IOU
         diameter = equivalent_diameter_mm(true_ml[k])
         counts = bands[band(diameter)]
         counts[0] += int(found)
         counts[1] += 1
-        counts[2] += int(iou >= MATCH_IOU)
+        counts[2] += int(matched)
         each.append({"diameter_mm": round(diameter, 1), "found": found, "iou": round(iou, 3)})
         if known is not None:
             each[-1]["kind"] = described.get(k, {}).get("kind", "unknown")
@@ -129,7 +130,7 @@ def lesion_detection(pred: np.ndarray, truth: np.ndarray, affine: np.ndarray, kn
             if is_visible(diameter, contrast):
                 visible[0] += int(found)
                 visible[1] += 1
-                visible[2] += int(iou >= MATCH_IOU)
+                visible[2] += int(matched)
     overlapped = np.unique(pred_parts[(true_parts > 0) & (pred_parts > 0)])
     false = [k for k in range(1, n_pred + 1) if k not in set(overlapped.tolist())]
     return {

@@ -119,16 +119,18 @@ def tumour_biased(logits: torch.Tensor, bias: float) -> torch.Tensor:
 
 
 def unsure_tumours_dropped(logits: torch.Tensor, labels: torch.Tensor, min_probability: float,
-                           max_background: float = 1.0) -> tuple[torch.Tensor, list[dict]]:
+                           max_background: float = 1.0) -> tuple[torch.Tensor, list[dict] | None]:
     """labels (1, X, Y, Z) from `logits` (3, X, Y, Z), with each tumour component whose mean tumour probability is
     under `min_probability`, or whose mean background probability is over `max_background`, given the better of
     background and liver instead; and what was dropped (voxels, mean tumour and background probability, largest
-    first). The second is the network's own doubt that a component lies in the liver at all: the gallbladder and
-    other structures beside the liver called tumour keep a share of background that lesions in the liver do not
-    (docs/model.md). MONAI's connected-component transforms filter by size only; this filters by the model's own
-    probabilities, on the working grid."""
+    first; None when both filters are off). The second is the network's own doubt that a component lies in the liver
+    at all: the gallbladder and other structures beside the liver called tumour keep a share of background that
+    lesions in the liver do not (docs/model.md). MONAI's connected-component transforms filter by size only; this
+    filters by the model's own probabilities, on the working grid."""
+    if min_probability <= 0 and max_background >= 1:
+        return labels, None
     tumour = labels[0] == 2
-    if (min_probability <= 0 and max_background >= 1) or not bool(tumour.any()):
+    if not bool(tumour.any()):
         return labels, []
     components, n = ndimage.label(tumour.cpu().numpy(), structure=FULL_CONNECTIVITY)
     ids = components[components > 0]  # the tumour voxels' components, in the order boolean indexing takes them
