@@ -192,8 +192,10 @@ def test_a_tiny_training_run_publishes_a_model_and_reports_dice_per_class(server
     stats = client.get("/info/").json()["train_stats"]["liver_tumor"]
     assert [h["epoch"] for h in stats["history"]] == [1, 2, 3]
     for h in stats["history"]:
-        assert {"loss", "val_liver_dice", "val_tumour_dice", "val_mean_dice", "seconds"} <= set(h)
+        assert {"loss", "val_liver_dice", "val_tumour_dice", "val_mean_dice", "seconds", "elapsed_seconds"} <= set(h)
         assert 0 <= h["val_liver_dice"] <= 1
+    # each row's seconds are its own epoch's; elapsed_seconds counts from the start of the run (the curves' title)
+    assert stats["history"][-1]["elapsed_seconds"] >= sum(h["seconds"] for h in stats["history"]) - 1
     assert stats["published_epoch"] in (1, 2, 3)
     assert Path(app.models["liver_tumor"].published).exists()
     model = client.get("/info/").json()["models"]["liver_tumor"]["model"]

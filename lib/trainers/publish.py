@@ -129,6 +129,7 @@ class PublishBest:
             "loss": sum(self._losses) / len(self._losses) if self._losses else None,
             **metrics,
             "seconds": round(time.perf_counter() - self.steps.start, 1),
+            "elapsed_seconds": round(time.time() - self.start_ts, 1),  # since the run started
             # this rank's training steps (data loading included, validation not), for samples per second
             "train_seconds": round(self.steps.seconds, 2),
             "samples": self.steps.samples,
@@ -141,7 +142,8 @@ class PublishBest:
         if self.writer:
             self.write_stats()
             if self.curves_path:
-                plot_history(self.history, self.curves_path, title=str(self.card.get("model", "training")))
+                plot_history(self.history, self.curves_path, title=str(self.card.get("model", "training")),
+                             baseline=self.baseline, key_metric=self.key_metric)
 
     def write_stats(self) -> dict:
         stats = prepare_stats(self.start_ts, self.trainer, self.evaluator)
