@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 import torch
@@ -16,7 +17,8 @@ from lib.trainers.publish import PublishBest
 VALIDATIONS = [(0.5, 0.60), (0.5, 0.65), (0.75, 0.55), (0.75, 0.50), (0.5, 0.90)]
 
 
-def _run(tmp_path, key_metric: str, resumed: dict | None = None) -> tuple[PublishBest, list[bool]]:
+def _run(tmp_path, key_metric: str, resumed: dict | None = None, start_ts: float = 0.0
+         ) -> tuple[PublishBest, list[bool]]:
     scores = iter(VALIDATIONS if resumed is None else VALIDATIONS[1:])
     evaluator = Workflow("cpu", 1, [0], iteration_update=lambda engine, batch: None)
 
@@ -28,7 +30,7 @@ def _run(tmp_path, key_metric: str, resumed: dict | None = None) -> tuple[Publis
     trainer = Workflow("cpu", 4, [0], iteration_update=lambda engine, batch: {"loss": 1.0})
     trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda _: evaluator.run())
     publisher = PublishBest(str(tmp_path / "stats.json"), str(tmp_path / "model.pt"), trainer, evaluator,
-                            torch.nn.Linear(2, 3), 0.0, key_metric, {"model": "test"}, measure_baseline=True,
+                            torch.nn.Linear(2, 3), start_ts, key_metric, {"model": "test"}, measure_baseline=True,
                             resumed=resumed)
     publisher.attach()
     trainer.run()
@@ -53,3 +55,12 @@ def test_a_run_resumed_from_a_resume_point_with_a_bare_best_score_goes_on(tmp_pa
     publisher, flags = _run(tmp_path, "val_lesion_sensitivity", {"best": 0.5, "baseline": 0.5, "history": []})
     assert flags == [True, True, False, False]  # any Dice breaks a tie with a score that has none
     assert publisher.state()["best"] == [0.75, 0.55] and not math.isinf(publisher.best[1])
+
+
+def test_a_resumed_run_counts_its_time_on_from_where_it_stopped(tmp_path):
+    """The curves' title gives the run's minutes: a resumed run's clock starts again, its elapsed time must not."""
+    before = {"epoch": 1, "loss": 1.0, "val_mean_dice": 0.65, "published": True, "elapsed_seconds": 1000.0}
+    publisher, _ = _run(tmp_path, "val_mean_dice", {"best": [0.65, 0.65], "baseline": 0.6, "history": [before]},
+                        start_ts=time.time())
+    elapsed = [h["elapsed_seconds"] for h in publisher.history]
+    assert elapsed[0] == 1000.0 and all(1000.0 <= e < 1060.0 for e in elapsed[1:]) and elapsed == sorted(elapsed)

@@ -67,6 +67,8 @@ class PublishBest:
         self.baseline: float | None = resumed.get("baseline")
         self.published_epoch: int | None = resumed.get("published_epoch")
         self.history: list[dict] = list(resumed.get("history", []))
+        # a resumed run's clock (start_ts) is its own process's: its time goes on from the last validation's
+        self.elapsed_before = float((self.history[-1].get("elapsed_seconds") or 0) if self.history else 0)
         self._losses: list[float] = []
         self.steps = EpochSteps()
         self.writes = 0  # models this rank wrote
@@ -129,7 +131,7 @@ class PublishBest:
             "loss": sum(self._losses) / len(self._losses) if self._losses else None,
             **metrics,
             "seconds": round(time.perf_counter() - self.steps.start, 1),
-            "elapsed_seconds": round(time.time() - self.start_ts, 1),  # since the run started
+            "elapsed_seconds": round(self.elapsed_before + time.time() - self.start_ts, 1),  # since the run started
             # this rank's training steps (data loading included, validation not), for samples per second
             "train_seconds": round(self.steps.seconds, 2),
             "samples": self.steps.samples,
