@@ -36,8 +36,8 @@ def plot_history(history: Sequence[dict], out: Path, title: str = "training", ba
         if points:
             ax_dice.plot(*zip(*points), "o-", color=colour, ms=3, label=name)
     if baseline is not None:
-        name = SERIES.get(key_metric, (key_metric,))[0]
-        ax_dice.axhline(baseline, color="#555555", lw=0.8, ls="--", label=f"{name}, the model at the start")
+        name, colour = SERIES.get(key_metric, (key_metric, "#555555"))
+        ax_dice.axhline(baseline, color=colour, lw=0.8, ls="--", label=f"{name}, the model at the start")
     for h in history:
         if h.get("published"):
             ax_dice.axvline(h["epoch"], color="#999999", lw=0.6, ls=":")
