@@ -219,7 +219,11 @@ class Settings:
     noise_hu: float = field(default=25.0, metadata=_option(
         "the largest standard deviation (HU) of that noise", not_negative, ["train"]))
     tumour_weight: float = field(default=1.0, metadata=_option(
-        "the weight of tumour in the cross-entropy (background and liver 1)", positive, ["train"]))
+        "the weight of tumour in the cross-entropy and the Dice term (MONAI's DiceCELoss weighs both; background and "
+        "liver 1)", positive, ["train"]))
+    blob_weight: float = field(default=0.0, metadata=_option(
+        "the weight of blob loss beside Dice and cross-entropy: one soft Dice per lesion of the crop, averaged, so "
+        "each lesion counts once whatever its size (lib.trainers.blob_loss; 0: off)", not_negative, ["train"]))
     publish_metric: str = field(default="val_mean_dice", metadata=_option(
         "the validation number a run must improve on the model in use to publish (early stopping watches it too): "
         "val_mean_dice (liver and tumour Dice), or val_lesion_sensitivity (lesions of 10 mm or more found), "

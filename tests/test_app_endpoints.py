@@ -316,11 +316,13 @@ def test_fine_tuning_publishes_only_a_better_model(server):
     client, _, app = server
     published = Path(app.models["liver_tumor"].published)
     before = published.stat().st_mtime_ns
-    r = client.post("/train/liver_tumor", json={"max_epochs": 1, "seed": 1})
+    # with blob loss, so that its per-lesion term runs through the real engine on real crops
+    r = client.post("/train/liver_tumor", json={"max_epochs": 1, "seed": 1, "blob_weight": 1.0})
     assert r.status_code == 200
     assert wait_for(client, "/train/")["status"] == "DONE"
     stats = client.get("/info/").json()["train_stats"]["liver_tumor"]
     baseline, epoch = stats["baseline_metric"], stats["history"][0]
+    assert np.isfinite(epoch["loss"])
     assert isinstance(baseline, float)  # the model in use, measured on this run's validation data first
     if epoch["val_mean_dice"] > baseline:
         assert stats["published_epoch"] == 1 and published.stat().st_mtime_ns != before

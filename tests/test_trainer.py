@@ -7,12 +7,14 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from monai.losses import DiceCELoss
 from monai.transforms import Compose
 
 from lib.configs.liver_tumor import LiverTumor
 from lib.data.decathlon import make_standin
 from lib.datastore import CheckedLocalDatastore
 from lib.errors import InvalidInput
+from lib.trainers.blob_loss import BlobLoss
 
 from .conftest import ROOT
 
@@ -157,6 +159,17 @@ def test_the_tumour_weight_is_on_the_training_device(task):
     loss = task.loss_function(Ctx())
     weights = [b for b in loss.buffers() if b.numel() == 3]
     assert weights and all(w.device.type == "meta" for w in weights)
+
+
+def test_blob_weight_puts_the_lesion_term_beside_the_voxel_loss(task):
+    class Ctx:
+        request = task.options({"loss": "dicece", "blob_weight": 0.5})
+        device = torch.device("cpu")
+
+    loss = task.loss_function(Ctx())
+    assert isinstance(loss, BlobLoss) and loss.weight == 0.5 and isinstance(loss.base, DiceCELoss)
+    Ctx.request = task.options({"loss": "dice"})  # the default, 0, is off
+    assert not isinstance(task.loss_function(Ctx()), BlobLoss)
 
 
 def test_the_cpu_bf16_option_reaches_the_train_request(tmp_path):
