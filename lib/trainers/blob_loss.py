@@ -34,9 +34,10 @@ class BlobLoss(torch.nn.Module):
         """Mean of 1 - soft Dice per connected lesion of the batch; None where the batch has none."""
         tumour_p = torch.softmax(pred.float(), dim=1)[:, TUMOUR]
         lesion = torch.as_tensor(target)[:, 0] == TUMOUR
+        on_host = lesion.cpu().numpy()  # one copy off the GPU for the batch; scipy labels the components
         losses = []
         for b in range(pred.shape[0]):
-            parts, n = ndimage.label(lesion[b].cpu().numpy(), structure=CONNECTED)
+            parts, n = ndimage.label(on_host[b], structure=CONNECTED)
             if n == 0:
                 continue
             ids = torch.from_numpy(parts).to(pred.device).flatten()
