@@ -149,3 +149,43 @@ def unsure_tumours_dropped(logits: torch.Tensor, labels: torch.Tensor, min_proba
     out = labels.clone()
     out[0][unsure] = (logits[1][unsure] > logits[0][unsure]).float()
     return out, dropped
+
+
+
+def faint_tumours_dropped(logits: torch.Tensor, labels: torch.Tensor, hu: torch.Tensor, min_contrast_hu: float,
+                          ring_voxels: int = 5, sigma_voxels: float = 1.0) -> tuple[torch.Tensor, list[dict] | None]:
+    """labels (1, X, Y, Z) with each tumour voxel whose CT number `hu` (1, X, Y, Z), smoothed by a Gaussian of
+    `sigma_voxels`, differs by less than `min_contrast_hu` from the median of the liver in a ring of `ring_voxels`
+    around its component given the better of background and liver instead; and what was dropped per component
+    (voxels, the component's mean contrast in HU, largest first; None when off). Tumour that does not differ from
+    the liver around it cannot be seen on this scan: a model that calls a stretch of healthy liver tumour does so at
+    +1 to +4 HU, and such a stretch can hold true lesions, which keep their voxels (docs/model.md). Where no liver
+    surrounds a component, all of the liver is its reference. Judged on the image, not on the model's
+    probabilities, which MONAI's component transforms do not do."""
+    if min_contrast_hu <= 0:
+        return labels, None
+    label = labels[0].cpu().numpy()
+    components, n = ndimage.label(label == 2, structure=FULL_CONNECTIVITY)
+    if n == 0:
+        return labels, []
+    image = hu[0].float().cpu().numpy()
+    smooth = ndimage.gaussian_filter(image, sigma_voxels)
+    liver = label == 1
+    whole_liver = float(np.median(image[liver])) if liver.any() else float("nan")
+    faint, dropped = np.zeros(label.shape, bool), []
+    for k, box in enumerate(ndimage.find_objects(components), start=1):
+        grown = tuple(slice(max(0, s.start - ring_voxels), s.stop + ring_voxels) for s in box)
+        inside = components[grown] == k
+        ring = ndimage.binary_dilation(inside, FULL_CONNECTIVITY, iterations=ring_voxels) & liver[grown]
+        reference = float(np.median(image[grown][ring])) if ring.any() else whole_liver
+        flat = inside & (np.abs(smooth[grown] - reference) < min_contrast_hu)  # NaN (no liver at all): none
+        if flat.any():
+            faint[grown] |= flat
+            dropped.append({"voxels": int(flat.sum()), "contrast_hu": round(float(image[grown][inside].mean())
+                                                                            - reference, 1)})
+    if not dropped:
+        return labels, []
+    drop = torch.from_numpy(faint).to(labels.device)
+    out = labels.clone()
+    out[0][drop] = (logits[1][drop] > logits[0][drop]).float()
+    return out, sorted(dropped, key=lambda d: -d["voxels"])
