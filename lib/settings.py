@@ -171,9 +171,6 @@ class Settings:
     tumour_logit_bias: float = field(default=0.0, metadata=_option(
         "added to the network's tumour logit before the argmax and the component filters: above 0 more voxels are "
         "called tumour, below 0 fewer; 0: none", between(-10, 10), ["infer"]))
-    min_tumour_contrast_hu: float = field(default=0.0, metadata=_option(
-        "tumour components whose mean CT number differs from the liver around them by less than this many HU (no "
-        "lesion to see on this scan) become liver or background; 0: none", not_negative, ["infer"]))
     pyliverlesionseg_path: str = field(default=str(PYLIVERLESIONSEG_WEIGHTS), metadata=_option(
         "pyliverlesionseg's liver and lesion networks (trained on patients' CT), converted from its PyPI wheel by "
         "`liver-tumor pyliverlesionseg-model`, which make serve runs when the file is missing; 'none': no "

@@ -1,5 +1,5 @@
-"""The tumour operating point per /infer request: the tumour logit bias, the background filter and the contrast
-filter reach the label the task returns (the filters' arithmetic is in tests/test_postprocess.py)."""
+"""The tumour operating point per /infer request: the tumour logit bias and the background filter reach the label
+the task returns (the filters' arithmetic is in tests/test_postprocess.py)."""
 
 from __future__ import annotations
 
@@ -59,17 +59,3 @@ def test_the_bias_and_the_background_filter_change_what_infer_returns(task_and_s
     volumes = [d["volume_ml"] for d in gone]
     assert volumes and volumes == sorted(volumes, reverse=True) and volumes[-1] > 0
     assert all(abs(d["mean_tumour_probability"] - 0.731) < 0.005 for d in gone), gone   # bf16 on some CPUs
-
-
-def test_the_contrast_filter_reads_the_image_in_hu(task_and_study):
-    task, path = task_and_study
-    plain, _ = run(task, path)
-    biased, _ = run(task, path, tumour_logit_bias=2.0)
-    # the biased "tumours" are the brightest voxels (over 136 HU) beside a portal-venous liver: far from isodense,
-    # but for a few at their edges where the smoothing mixes them with what is darker around them
-    kept, result = run(task, path, tumour_logit_bias=2.0, min_tumour_contrast_hu=5.0)
-    assert ((kept == 2) <= (biased == 2)).all() and (kept == 2).sum() > 0.9 * (biased == 2).sum()
-    dropped, result = run(task, path, tumour_logit_bias=2.0, min_tumour_contrast_hu=500.0)
-    assert np.array_equal(dropped, plain)
-    contrasts = [d["contrast_hu"] for d in result["tumours_dropped"]]
-    assert contrasts and all(c < 500.0 for c in contrasts) and max(contrasts) > 20.0, contrasts

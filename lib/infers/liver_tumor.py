@@ -39,14 +39,8 @@ from ..settings import Settings, request_options
 from ..transforms.denoise import SmoothNoisyd
 from ..transforms.image_path import RestoreImagePathd, StashImagePathd
 from ..transforms.load import LoadCTd
-from ..transforms.postprocess import (
-    LiverTumorPostprocessd,
-    channel_argmax,
-    faint_tumours_dropped,
-    tumour_biased,
-    unsure_tumours_dropped,
-)
-from ..transforms.preprocess import fitted_roi, preprocessing, window_to_hu
+from ..transforms.postprocess import LiverTumorPostprocessd, channel_argmax, tumour_biased, unsure_tumours_dropped
+from ..transforms.preprocess import fitted_roi, preprocessing
 from ..transforms.report import LesionReportd
 
 
@@ -130,10 +124,6 @@ class LiverTumorInfer(BasicInferTask):
         logits = tumour_biased(torch.as_tensor(pred), options["tumour_logit_bias"])
         labels, dropped = unsure_tumours_dropped(logits, channel_argmax(logits), options["min_tumour_probability"],
                                                  options["max_tumour_background"])
-        labels, faint = faint_tumours_dropped(logits, labels, window_to_hu(data["image"]),
-                                              options["min_tumour_contrast_hu"])
-        if faint is not None:
-            dropped = (dropped or []) + faint
         # with a filter on, nothing silently lost: what it took, before the clean-up, on the working grid
         if dropped is not None:
             voxel_ml = float(np.prod(self.settings.spacing)) / 1000.0

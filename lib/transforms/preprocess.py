@@ -46,8 +46,3 @@ def fitted_roi(shape: Sequence[int], roi: Sequence[int], overlap: float) -> tupl
         fitted = n_voxels / (1 + (count - 1) * (1 - overlap))
         out.append(int(min(r, max(16, 16 * math.ceil(fitted / 16)))))
     return tuple(out)  # type: ignore[return-value]
-
-
-def window_to_hu(image: torch.Tensor) -> torch.Tensor:
-    """The network's input (0..1 over HU_WINDOW) back in HU; values the window clipped stay at its ends."""
-    return torch.as_tensor(image) * (HU_WINDOW[1] - HU_WINDOW[0]) + HU_WINDOW[0]
