@@ -103,9 +103,12 @@ def test_bad_label_is_refused_and_nothing_reaches_the_pacs(app_on_pacs, tmp_path
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"]
-# how many voxels of each value OHIF holds in its labelmap segmentation ('1', "Segmentations")
+# how many voxels of each value OHIF holds in its labelmap segmentation ('1', "Segmentations"); null until OHIF has
+# built it (while the segmentation is being added, getLabelmapVolume throws on its missing representation data)
 LABELMAP_COUNTS = """() => {
-  const volume = window.services && window.services.segmentationService.getLabelmapVolume('1');
+  let volume = null;
+  try { volume = window.services && window.services.segmentationService.getLabelmapVolume('1'); }
+  catch (e) { return null; }
   if (!volume) return null;
   const data = volume.voxelManager.getCompleteScalarDataArray();
   const counts = {};
