@@ -190,6 +190,10 @@ class Settings:
         "edge of the random training crops (voxels)", at_least(1), ["train"]))
     crops_per_volume: int = field(default=4, metadata=_option(
         "random crops drawn from each volume per step", at_least(1), ["train"]))
+    train_batch_size: int = field(default=1, metadata=_option(
+        "studies per training step, each giving crops_per_volume crops: with more than one, batch norm's statistics "
+        "in a step are not one study's (crops smaller than crop_size are padded to it so that they stack)",
+        at_least(1), ["train"]))
     crop_ratios: str = field(default="", metadata=_option(
         "empty: crops centred on foreground or background 1:1 (the seed's); or background,liver,tumour ratios such "
         "as 1,1,2 to centre more crops on tumour, and optionally a fourth for crops centred where the model being "

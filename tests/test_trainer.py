@@ -277,3 +277,39 @@ def test_hard_crops_come_from_the_model_in_use_and_need_one(tmp_path, caplog):
     found = [r.getMessage() for r in caplog.records if r.getMessage().startswith("hard crops: ")]
     assert len(found) == 2 and found[-1].startswith("hard crops: 2/2 studies")
     assert int(found[-1].split(", ")[1].split()[0]) > 0  # lesions missed
+
+
+def test_a_step_can_hold_crops_of_several_studies_even_smaller_ones(tmp_path):
+    """train_batch_size 2: each step's batch is two studies' crops (batch norm's statistics are not one study's);
+    small phantoms at 6 mm are smaller than a 64^3 crop, each its own size, so their crops are padded to stack."""
+    from lib.data.phantoms.batch import make_phantoms
+    from lib.data.phantoms.study import study_id, study_paths
+    from lib.data.sample_datastore import final_label_path
+
+    store, seed = tmp_path / "store", 5400
+    make_phantoms(store, 5, seed, "small", progress=False)
+    for i in range(5):
+        final_label_path(store, study_id(seed, i)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(study_paths(store, study_id(seed, i))["label"], final_label_path(store, study_id(seed, i)))
+    config = LiverTumor()
+    config.init("liver_tumor", str(tmp_path / "model"), {"pretrained_path": "none", "spacing": "6",
+                                                         "roi_size": "64", "train_batch_size": "2"}, None)
+    task = config.trainer()
+    batches: list[tuple[int, ...]] = []
+    loss = task.loss_function
+
+    def recording(context):
+        inner = loss(context)
+
+        def forward(pred, target):
+            batches.append(tuple(pred.shape))
+            return inner(pred, target)
+        return forward
+
+    task.loss_function = recording
+    task({"model": "liver_tumor", "max_epochs": 1, "val_split": 0.2, "seed": 0, "multi_gpu": False,
+          "crop_size": 64, "crops_per_volume": 2, "crop_ratios": "1,1,1"}, CheckedLocalDatastore(str(store)))
+    assert [b[0] for b in batches] == [4, 4]  # 4 training studies, two a step, two crops each
+    assert all(b[2:] == (64, 64, 64) for b in batches)
+    with pytest.raises(InvalidInput, match="train_batch_size"):
+        task.options({"train_batch_size": 0})

@@ -41,6 +41,7 @@ from monai.transforms import (
     RandRotate90d,
     RandShiftIntensityd,
     SelectItemsd,
+    SpatialPadd,
 )
 from monai.utils import set_determinism
 from monailabel.interfaces.datastore import Datastore
@@ -105,6 +106,7 @@ class LiverTumorTrain(BasicTrainTask):
                 "loss": _choices(settings.loss, ("dicece", "dice")),
                 "crop_size": settings.crop_size,
                 "crops_per_volume": settings.crops_per_volume,
+                "train_batch_size": settings.train_batch_size,  # MONAI Label's key, its default 1
                 "crop_ratios": settings.crop_ratios,
                 "synth_prob": settings.synth_prob,
                 "synth_lesions": list(settings.synth_lesions),
@@ -318,9 +320,13 @@ class LiverTumorTrain(BasicTrainTask):
         lo, hi = HU_WINDOW
         noise = [RandGaussianNoised(keys="image", prob=request["noise_prob"], std=request["noise_hu"] / (hi - lo))] \
             if request["noise_prob"] > 0 else []
+        # a study smaller than a crop gives smaller crops (allow_smaller): padded to the crop when studies share a step
+        size = (request["crop_size"],) * 3
+        pad = [SpatialPadd(keys=("image", "label"), spatial_size=size)] if request["train_batch_size"] > 1 else []
         return [
             *to_device,
             self._crop(context),
+            *pad,
             DeleteItemsd(keys=CROP_CENTRES),
             *fatty,
             *synthesis,
