@@ -38,6 +38,19 @@ def test_margin_and_speck_size_are_in_millimetres():
     assert small[27:29, 10:12, 10:12].max() == 0
 
 
+
+def test_a_tumour_beside_the_liver_is_measured_when_the_margin_is_under_a_voxel_diagonal():
+    """Tumours touching the liver skip the distance transform only where touching means within the margin: at
+    1 x 1 x 3 mm a voxel diagonal across slices is 3.3 mm, beyond a 2 mm margin; one voxel over in-plane is 1 mm."""
+    label = np.zeros((30, 30, 12), np.uint8)
+    label[5:20, 5:20, 2:6] = 1
+    label[20, 10, 3] = 2                          # face to face with the liver, 1 mm away
+    label[20, 20, 6] = 2                          # diagonal to the liver's corner voxel (19, 19, 5): 3.3 mm
+    out = clean_label(label, (1.0, 1.0, 3.0), margin_mm=2.0, min_tumour_ml=0.0)
+    assert out[20, 10, 3] == 2 and out[20, 20, 6] == 0
+    wide = clean_label(label, (1.0, 1.0, 3.0), margin_mm=5.0, min_tumour_ml=0.0)
+    assert wide[20, 10, 3] == 2 and wide[20, 20, 6] == 2
+
 def test_report_measures_the_returned_grid():
     label = np.zeros((30, 30, 20), np.uint8)
     label[5:25, 5:25, 2:18] = 1

@@ -30,17 +30,7 @@ def clean_label(label: np.ndarray, spacing: tuple[float, float, float], margin_m
     components, n = ndimage.label(label == 2, structure=FULL_CONNECTIVITY)
     if n == 0 or not liver.any():
         return out
-    # the distance to the liver only around the tumours (a liver voxel within margin_mm of one is inside this box),
-    # and its minimum per component over their voxels only: on a 512 x 512 x 200 study's region these were 1 s of
-    # the 3.8 s /infer takes
-    reach = [int(np.ceil(margin_mm / s)) + 1 for s in spacing]
-    where = np.argwhere(components > 0)
-    box = tuple(slice(max(0, a - r), b + r + 1) for a, b, r in zip(where.min(0), where.max(0), reach))
-    inside = components[box] > 0
-    distance = ndimage.distance_transform_edt(~liver[box], sampling=spacing)[inside] if liver[box].any() \
-        else np.full(int(inside.sum()), np.inf)  # (with no liver in it, scipy measures to the box's edge)
-    nearest = np.full(n + 1, np.inf)
-    np.minimum.at(nearest, components[box][inside], distance)
+    nearest = _distance_to_liver(components, n, liver, spacing, margin_mm)
     volume_ml = np.bincount(components.ravel(), minlength=n + 1) * float(np.prod(spacing)) / 1000.0
     kept = (nearest <= margin_mm) & (volume_ml >= min_tumour_ml)
     kept[0] = False
@@ -50,6 +40,33 @@ def clean_label(label: np.ndarray, spacing: tuple[float, float, float], margin_m
     if removed.any():
         out[ndimage.binary_fill_holes(out > 0) & removed] = 1
     return out
+
+
+def _distance_to_liver(components: np.ndarray, n: int, liver: np.ndarray, spacing: tuple[float, float, float],
+                       margin_mm: float) -> np.ndarray:
+    """(n + 1,) the distance from each component to the liver (mm), exact where it matters, within margin_mm.
+
+    A component with a voxel beside a liver voxel (26 neighbours) lies within one voxel's diagonal of it, so within
+    the margin whenever the margin is at least that diagonal: 0 is returned for it without a distance transform.
+    The others (typically a few specks outside the liver) are measured in the box around them only, widened by the
+    margin (a liver voxel within margin_mm of one is inside it). On a 512 x 512 x 200 study's region, with tumours
+    spread through the liver, one transform over their common box took 0.35 s of the 3.9 s /infer takes."""
+    nearest = np.full(n + 1, np.inf)
+    if margin_mm >= float(np.linalg.norm(spacing)):
+        beside = ndimage.maximum_filter(liver.view(np.uint8), size=3).view(bool) & (components > 0)
+        nearest[np.unique(components[beside])] = 0.0
+    far = np.isinf(nearest)
+    far[0] = False
+    if not far.any():
+        return nearest
+    reach = [int(np.ceil(margin_mm / s)) + 1 for s in spacing]
+    where = np.argwhere(far[components])
+    box = tuple(slice(max(0, a - r), b + r + 1) for a, b, r in zip(where.min(0), where.max(0), reach))
+    inside = far[components[box]]
+    distance = ndimage.distance_transform_edt(~liver[box], sampling=spacing)[inside] if liver[box].any() \
+        else np.full(int(inside.sum()), np.inf)  # (with no liver in it, scipy measures to the box's edge)
+    np.minimum.at(nearest, components[box][inside], distance)
+    return nearest
 
 
 def _without_bridges(organ: np.ndarray, spacing: tuple[float, float, float], bridge_mm: float = BRIDGE_MM
