@@ -148,10 +148,12 @@ class LiverTumorInfer(BasicInferTask):
         label = data[self.output_label_key]
         meta = data.get(f"{self.output_label_key}_meta_dict") or {}
         affine = meta.get("affine") if meta.get("affine") is not None else label.affine
-        array = np.asarray(label.array if isinstance(label, MetaTensor) else label)
+        # (not MetaTensor.array, which makes a C-ordered copy)
+        array = label.detach().cpu().numpy() if isinstance(label, torch.Tensor) else np.asarray(label)
+        # in NIfTI's order (first axis fastest; PasteIntoStudyd makes it so): nibabel transposes others as it writes
+        array = np.asfortranarray(array.astype(np.dtype(dtype or data.get("result_dtype") or np.uint8)))
         out = tempfile.NamedTemporaryFile(suffix=ext, delete=False).name
-        nib.save(nifti_image(array.astype(np.dtype(dtype or data.get("result_dtype") or np.uint8)),
-                             np.asarray(affine, dtype=float)), out)
+        nib.save(nifti_image(array, np.asarray(affine, dtype=float)), out)
         return out, data.get(self.output_json_key, {})
 
     def post_transforms(self, data=None) -> Sequence[Callable]:
