@@ -199,6 +199,9 @@ class Settings:
         "as 1,1,2 to centre more crops on tumour, and optionally a fourth for crops centred where the model being "
         "fine-tuned errs on tumours (lesions it misses, tumour it calls where there is none), found when the run "
         "starts", ratios, ["train"]))
+    lesion_balanced_crops: bool = field(default=False, metadata=_option(
+        "crops centred on tumour pick every lesion alike, not in proportion to its volume (with crop_ratios; "
+        "lib/trainers/lesion_centres.py)", request=["train"]))
     learning_rate: float = field(default=5e-4, metadata=_option("Adam learning rate", positive, ["train"]))
     loss: str = field(default="dicece", metadata=_option(
         "dicece (Dice plus cross-entropy; reached liver Dice 0.90 in 99 s against 426 s for Dice alone in `bench "

@@ -313,3 +313,42 @@ def test_a_step_can_hold_crops_of_several_studies_even_smaller_ones(tmp_path):
     assert all(b[2:] == (64, 64, 64) for b in batches)
     with pytest.raises(InvalidInput, match="train_batch_size"):
         task.options({"train_batch_size": 0})
+
+
+def test_lesion_balanced_crops_pick_a_small_lesion_as_often_as_a_large_one(task):
+    """Voxel by voxel (MONAI's), a 24-voxel-wide lesion is a tumour crop's centre 1000 times as often as a 2-voxel
+    one beside it; balanced, each is half of the centres. A study with one lesion keeps its centres."""
+    from lib.trainers.lesion_centres import balanced_indices
+
+    label = np.zeros((40, 40, 40), np.uint8)
+    label[2:38, 2:38, 2:38] = 1
+    label[4:28, 4:28, 4:28] = 2                   # 13824 voxels
+    label[33:35, 33:35, 33:35] = 2                # 8 voxels
+    indices = np.flatnonzero(label.ravel() == 2)
+    small = np.ravel_multi_index(np.nonzero(label[30:] == 2), label[30:].shape) + 30 * 40 * 40
+
+    def share_of_small(centres: np.ndarray) -> float:
+        return float(np.isin(centres, small).mean())
+
+    assert share_of_small(indices) < 0.001
+    balanced = balanced_indices(indices, label, limit=1000)
+    assert abs(share_of_small(balanced) - 0.5) < 1e-9 and len(balanced) == 1000
+    assert set(balanced) <= set(indices)          # the lesions' own voxels only
+    one = label.copy()
+    one[33:35, 33:35, 33:35] = 1
+    kept = np.flatnonzero(one.ravel() == 2)
+    np.testing.assert_array_equal(balanced_indices(kept, one, limit=1000), kept)
+
+    class Ctx:
+        request = task.options({"crop_ratios": "1,1,1", "lesion_balanced_crops": True})
+
+    study = Compose(task.deterministic_transforms(Ctx()))(dict(SAMPLE))
+    plain = Compose(task.deterministic_transforms(None))(dict(SAMPLE))
+    from scipy import ndimage
+
+    parts, n = ndimage.label(np.asarray(study["label"][0]) == 2, structure=np.ones((3, 3, 3), bool))
+    counts = np.bincount(parts.ravel()[np.asarray(study["label_cls_indices"][2])], minlength=n + 1)[1:]
+    before = np.bincount(parts.ravel()[np.asarray(plain["label_cls_indices"][2])], minlength=n + 1)[1:]
+    assert n >= 2 and counts.min() == counts.max() > 0      # every lesion alike
+    assert before.max() > 3 * before.min()                  # where MONAI's follow the lesions' volumes
+    assert task.cache_signature(Ctx()) != task.cache_signature()

@@ -63,6 +63,7 @@ from . import pseudo_labels, rank_report, resume
 from .averaging import WeightAverage
 from .blob_loss import BlobLoss
 from .hard_centres import AddHardCentresd, centre_table, hard_centres
+from .lesion_centres import LesionBalancedCentresd
 from .publish import PublishBest
 from .validation import (
     FalsePositiveLesions,
@@ -83,6 +84,11 @@ CROP_CENTRES = "label_cls_indices"
 MAX_CROP_CENTRES = 50_000
 # config lists whose first item is the default
 CHOICES = ("loss", "dataset", "dataloader", "tracking", "amp_dtype", "publish_metric")
+
+
+def _lesion_balanced(context: Context | None) -> bool:
+    request = getattr(context, "request", None) or {}
+    return bool(request.get("lesion_balanced_crops")) and crop_ratios(request.get("crop_ratios", "")) is not None
 
 
 def _choices(chosen: str, others: tuple[str, ...]) -> list[str]:
@@ -108,6 +114,7 @@ class LiverTumorTrain(BasicTrainTask):
                 "crops_per_volume": settings.crops_per_volume,
                 "train_batch_size": settings.train_batch_size,  # MONAI Label's key, its default 1
                 "crop_ratios": settings.crop_ratios,
+                "lesion_balanced_crops": settings.lesion_balanced_crops,
                 "synth_prob": settings.synth_prob,
                 "synth_lesions": list(settings.synth_lesions),
                 "synth_size_mm": list(settings.synth_size_mm),
@@ -295,13 +302,17 @@ class LiverTumorTrain(BasicTrainTask):
 
     def deterministic_transforms(self, context: Context) -> list:
         """Once per study: load, the seed's pre-processing, the label as uint8 (a quarter of float's memory), and
-        where crops by class may be centred (in tissue only, as the seed's negatives are)."""
+        where crops by class may be centred (in tissue only, as the seed's negatives are; on tumour, each lesion
+        alike with lesion_balanced_crops)."""
+        balanced = [LesionBalancedCentresd(CROP_CENTRES, "label", MAX_CROP_CENTRES)] \
+            if _lesion_balanced(context) else []
         return [
             LoadImaged(keys=("image", "label")),
             *preprocessing(self.settings.spacing, keys=("image", "label"), label_key="label"),
             EnsureTyped(keys="label", dtype=torch.uint8),
             ClassesToIndicesd(keys="label", num_classes=NUM_CLASSES, image_key="image", image_threshold=0,
                               max_samples_per_class=MAX_CROP_CENTRES),
+            *balanced,
             SelectItemsd(keys=("image", "label", CROP_CENTRES)),
         ]
 
@@ -352,10 +363,11 @@ class LiverTumorTrain(BasicTrainTask):
         region = [LiverRegiond(("image", "label"), tuple(s.spacing), s.locator_margin_mm)] if s.locator else []
         return [DeleteItemsd(keys=CROP_CENTRES), *region]
 
-    def cache_signature(self) -> str:
+    def cache_signature(self, context: Context | None = None) -> str:
         """Changes whenever the cached pre-processing would: a different spacing or window is another entry."""
+        balanced = "/lesion_balanced" if _lesion_balanced(context) else ""
         return (f"liver_tumor/v2/spacing={tuple(self.settings.spacing)}/window={HU_WINDOW}/label=uint8/"
-                f"crop_centres={MAX_CROP_CENTRES}")
+                f"crop_centres={MAX_CROP_CENTRES}{balanced}")
 
     def cache_dir(self) -> Path:
         """Kept between runs (MONAI Label deletes each run's own cache folder when it ends)."""
@@ -375,7 +387,7 @@ class LiverTumorTrain(BasicTrainTask):
             if mining:
                 hard.update(self._hard_centres(context, lambda i: deterministic(dict(datalist[i])), len(datalist)))
             return Dataset(datalist, Compose([deterministic, *([per_step] if per_step else [])])), datalist
-        signature = self.cache_signature()
+        signature = self.cache_signature(context)
         if is_train and distributed.rank() == 0:
             removed = prune(self.cache_dir(), context.datalist, signature)
             if removed:
