@@ -31,6 +31,26 @@ def task(tmp_path_factory):
     return config.trainer()
 
 
+def _phantom_datastore(store, seed: int, count: int) -> list[dict]:
+    """`count` small phantoms in a datastore whose final labels are their ground truth; their files."""
+    from lib.data.phantoms.batch import make_phantoms
+    from lib.data.phantoms.study import study_id, study_paths
+    from lib.data.sample_datastore import final_label_path
+
+    make_phantoms(store, count, seed, "small", progress=False)
+    for i in range(count):
+        final_label_path(store, study_id(seed, i)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(study_paths(store, study_id(seed, i))["label"], final_label_path(store, study_id(seed, i)))
+    return [study_paths(store, study_id(seed, i)) for i in range(count)]
+
+
+def _untrained(model_dir, **conf: str) -> tuple[LiverTumor, object]:
+    """The app's config with no model yet, windows of 64, and these --conf options; its training task."""
+    config = LiverTumor()
+    config.init("liver_tumor", str(model_dir), {"pretrained_path": "none", "roi_size": "64", **conf}, None)
+    return config, config.trainer()
+
+
 def test_training_data_is_the_final_labels_plus_a_decathlon_folder(task, tmp_path):
     store = tmp_path / "store"
     shutil.copytree(ROOT / "sample-data", store)
@@ -218,16 +238,9 @@ def test_a_tiny_run_learns_the_liver_then_tumours_and_reports_lesions(tmp_path):
     (docs/model.md). With the tumour weighing 3, as the 1 mm recipe's stages do, such a run (at 2e-3) learnt no
     tumour in 60 epochs. Its 32^3 crops reach a depth of 2, where this CPU's bf16 gradient is wrong: it trains in
     float32 (it once went NaN in CI)."""
-    from lib.data.phantoms.batch import make_phantoms
-    from lib.data.phantoms.study import study_id, study_paths
-    from lib.data.sample_datastore import final_label_path
-
     store, seed, validate = tmp_path / "store", 5100, (1, 3)
-    make_phantoms(store, 6, seed, "small", progress=False)
-    for i in range(6):
-        final_label_path(store, study_id(seed, i)).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(study_paths(store, study_id(seed, i))["label"], final_label_path(store, study_id(seed, i)))
-    val_ds = [{k: str(study_paths(store, study_id(seed, i))[k]) for k in ("image", "label")} for i in validate]
+    studies = _phantom_datastore(store, seed, 6)
+    val_ds = [{k: str(studies[i][k]) for k in ("image", "label")} for i in validate]
     config = LiverTumor()
     config.init("liver_tumor", str(tmp_path / "model"), {"pretrained_path": "none", "spacing": "4",
                                                          "roi_size": "64", "crop_size": "32"}, None)
@@ -253,19 +266,9 @@ def test_hard_crops_come_from_the_model_in_use_and_need_one(tmp_path, caplog):
     lesion); with no model to fine-tune it is a clear error before any training."""
     import logging
 
-    from lib.data.phantoms.batch import make_phantoms
-    from lib.data.phantoms.study import study_id, study_paths
-    from lib.data.sample_datastore import final_label_path
-
-    store, seed = tmp_path / "store", 5300
-    make_phantoms(store, 3, seed, "small", progress=False)
-    for i in range(3):
-        final_label_path(store, study_id(seed, i)).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(study_paths(store, study_id(seed, i))["label"], final_label_path(store, study_id(seed, i)))
-    config = LiverTumor()
-    config.init("liver_tumor", str(tmp_path / "model"), {"pretrained_path": "none", "spacing": "4",
-                                                         "roi_size": "64", "crop_size": "32"}, None)
-    task = config.trainer()
+    store = tmp_path / "store"
+    _phantom_datastore(store, 5300, 3)
+    config, task = _untrained(tmp_path / "model", spacing="4", crop_size="32")
     request = {"model": "liver_tumor", "max_epochs": 1, "val_split": 0.34, "seed": 0, "multi_gpu": False,
                "crop_ratios": "1,1,1,1"}
     with pytest.raises(InvalidInput, match="no model to fine-tune"):
@@ -282,19 +285,9 @@ def test_hard_crops_come_from_the_model_in_use_and_need_one(tmp_path, caplog):
 def test_a_step_can_hold_crops_of_several_studies_even_smaller_ones(tmp_path):
     """train_batch_size 2: each step's batch is two studies' crops (batch norm's statistics are not one study's);
     small phantoms at 6 mm are smaller than a 64^3 crop, each its own size, so their crops are padded to stack."""
-    from lib.data.phantoms.batch import make_phantoms
-    from lib.data.phantoms.study import study_id, study_paths
-    from lib.data.sample_datastore import final_label_path
-
-    store, seed = tmp_path / "store", 5400
-    make_phantoms(store, 5, seed, "small", progress=False)
-    for i in range(5):
-        final_label_path(store, study_id(seed, i)).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(study_paths(store, study_id(seed, i))["label"], final_label_path(store, study_id(seed, i)))
-    config = LiverTumor()
-    config.init("liver_tumor", str(tmp_path / "model"), {"pretrained_path": "none", "spacing": "6",
-                                                         "roi_size": "64", "train_batch_size": "2"}, None)
-    task = config.trainer()
+    store = tmp_path / "store"
+    _phantom_datastore(store, 5400, 5)
+    _, task = _untrained(tmp_path / "model", spacing="6", train_batch_size="2")
     batches: list[tuple[int, ...]] = []
     loss = task.loss_function
 
