@@ -87,6 +87,7 @@ CHOICES = ("loss", "dataset", "dataloader", "tracking", "amp_dtype", "publish_me
 
 
 def _lesion_balanced(context: Context | None) -> bool:
+    """Whether the run centres its tumour crops by lesion (lesion_balanced_crops, with crops by class)."""
     request = getattr(context, "request", None) or {}
     return bool(request.get("lesion_balanced_crops")) and crop_ratios(request.get("crop_ratios", "")) is not None
 
