@@ -241,10 +241,7 @@ def test_a_tiny_run_learns_the_liver_then_tumours_and_reports_lesions(tmp_path):
     store, seed, validate = tmp_path / "store", 5100, (1, 3)
     studies = _phantom_datastore(store, seed, 6)
     val_ds = [{k: str(studies[i][k]) for k in ("image", "label")} for i in validate]
-    config = LiverTumor()
-    config.init("liver_tumor", str(tmp_path / "model"), {"pretrained_path": "none", "spacing": "4",
-                                                         "roi_size": "64", "crop_size": "32"}, None)
-    task = config.trainer()
+    _, task = _untrained(tmp_path / "model", spacing="4", crop_size="32")
     task({"model": "liver_tumor", "max_epochs": 40, "val_interval": 4, "synth_prob": 0.5, "tumour_weight": 10,
           "crop_ratios": "1,1,2", "learning_rate": 0.003, "seed": 0, "val_ds": val_ds, "multi_gpu": False},
          CheckedLocalDatastore(str(store)))
@@ -339,7 +336,9 @@ def test_lesion_balanced_crops_pick_a_small_lesion_as_often_as_a_large_one(task)
     plain = Compose(task.deterministic_transforms(None))(dict(SAMPLE))
     from scipy import ndimage
 
-    parts, n = ndimage.label(np.asarray(study["label"][0]) == 2, structure=np.ones((3, 3, 3), bool))
+    from lib.metrics.lesions import CONNECTED
+
+    parts, n = ndimage.label(np.asarray(study["label"][0]) == 2, structure=CONNECTED)
     counts = np.bincount(parts.ravel()[np.asarray(study["label_cls_indices"][2])], minlength=n + 1)[1:]
     before = np.bincount(parts.ravel()[np.asarray(plain["label_cls_indices"][2])], minlength=n + 1)[1:]
     assert n >= 2 and counts.min() == counts.max() > 0      # every lesion alike

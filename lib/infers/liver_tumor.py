@@ -151,7 +151,7 @@ class LiverTumorInfer(BasicInferTask):
         # (not MetaTensor.array, which makes a C-ordered copy)
         array = label.detach().cpu().numpy() if isinstance(label, torch.Tensor) else np.asarray(label)
         # in NIfTI's order (first axis fastest; PasteIntoStudyd makes it so): nibabel transposes others as it writes
-        array = np.asfortranarray(array.astype(np.dtype(dtype or data.get("result_dtype") or np.uint8)))
+        array = array.astype(np.dtype(dtype or data.get("result_dtype") or np.uint8), order="F")
         out = tempfile.NamedTemporaryFile(suffix=ext, delete=False).name
         nib.save(nifti_image(array, np.asarray(affine, dtype=float)), out)
         return out, data.get(self.output_json_key, {})
