@@ -231,6 +231,10 @@ class Settings:
     blob_weight: float = field(default=0.0, metadata=_option(
         "the weight of blob loss beside Dice and cross-entropy: one soft Dice per lesion of the crop, averaged, so "
         "each lesion counts once whatever its size (lib.trainers.blob_loss; 0: off)", not_negative, ["train"]))
+    lesion_ce_weight: float = field(default=0.0, metadata=_option(
+        "the weight of a per-lesion cross-entropy: each lesion's mean -log tumour probability, averaged over the "
+        "crop's lesions, so a missed small lesion costs as much as a missed big one and its gradient does not vanish "
+        "as blob loss's does (lib.trainers.blob_loss; 0: off)", not_negative, ["train"]))
     publish_metric: str = field(default="val_mean_dice", metadata=_option(
         "the validation number a run must improve on the model in use to publish (early stopping watches it too): "
         "val_mean_dice (liver and tumour Dice), or val_lesion_sensitivity (lesions of 10 mm or more found), "

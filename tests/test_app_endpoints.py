@@ -316,8 +316,9 @@ def test_fine_tuning_publishes_only_a_better_model(server):
     client, _, app = server
     published = Path(app.models["liver_tumor"].published)
     before = published.stat().st_mtime_ns
-    # with blob loss, so that its per-lesion term runs through the real engine on real crops
-    r = client.post("/train/liver_tumor", json={"max_epochs": 1, "seed": 1, "blob_weight": 1.0})
+    # with blob loss and the per-lesion cross-entropy, so that both run through the real engine on real crops
+    r = client.post("/train/liver_tumor", json={"max_epochs": 1, "seed": 1, "blob_weight": 1.0,
+                                                "lesion_ce_weight": 0.5})
     assert r.status_code == 200
     assert wait_for(client, "/train/")["status"] == "DONE"
     stats = client.get("/info/").json()["train_stats"]["liver_tumor"]

@@ -59,3 +59,29 @@ def test_a_batch_without_lesions_adds_nothing_and_gradients_flow():
     blob(logits, label).backward()
     # the gradient pushes the tumour logit up inside the small lesion
     assert logits.grad[0, 2, 18:20, 18:20, 18:20].max() < 0
+
+
+def test_the_lesion_cross_entropy_counts_each_lesion_once_and_keeps_pushing_on_a_missed_one():
+    label = _two_lesions()
+    blob = BlobLoss(DiceCELoss(to_onehot_y=True, softmax=True, batch=True), weight=1.0, ce_weight=1.0)
+    small_missed, big_missed = label.clone(), label.clone()
+    small_missed[:, :, 18:20, 18:20, 18:20] = 1
+    big_missed[:, :, 2:14, 2:14, 2:14] = 1
+    sure = 8.0  # a missed lesion's voxels: tumour logit 0 against liver 8, -log p = log(1 + e^8) ~ 8.0003
+    missed = torch.log1p(torch.exp(torch.tensor(sure))).item() / 2  # one lesion of two
+    for pred in (small_missed, big_missed):
+        assert abs(blob.lesion_ce_loss(_logits(pred, sure), label).item() - missed) < 1e-3
+    assert blob.lesion_ce_loss(_logits(label, sure), label).item() < 1e-3
+    # the gradient on the missed small lesion: the soft Dice's has all but vanished (p(1 - p) ~ 3e-4), the
+    # cross-entropy's is 1 / (2 lesions x 8 voxels) a voxel
+    grads = {}
+    for name, term in (("dice", blob.lesion_dice_loss), ("ce", blob.lesion_ce_loss)):
+        logits = _logits(small_missed, sure).requires_grad_()
+        term(logits, label).backward()
+        grads[name] = logits.grad[0, 2, 18:20, 18:20, 18:20]
+    assert torch.allclose(grads["ce"], torch.full_like(grads["ce"], -1 / 16), atol=1e-3)
+    assert grads["dice"].abs().max() < 1e-3 * grads["ce"].abs().min()
+    # forward adds the weighted term
+    total = blob(_logits(small_missed, sure), label)
+    parts = blob.base(_logits(small_missed, sure), label) + blob.lesion_dice_loss(_logits(small_missed, sure), label)
+    assert torch.isclose(total, parts + missed, atol=1e-3)

@@ -4,8 +4,8 @@ Data: the datastore's final labels, and, if configured, a Decathlon Task03 folde
 validation subset validates, its test subset is never used). Pre-processing as at inference, run once per study
 and cached (lib.data.study_cache); random 96^3 crops centred on foreground or background 1:1, flips, 90-degree
 rotations, intensity shift, on the GPU when there is one. Dice + cross-entropy (or the seed's Dice), optionally
-blob loss per lesion, Adam 5e-4, AMP on CUDA (fp16 with a gradient scaler, or bf16), bf16 autocast on CPUs that
-have it. Validation with sliding windows reports Dice per class.
+blob loss and a cross-entropy per lesion, Adam 5e-4, AMP on CUDA (fp16 with a gradient scaler, or bf16), bf16
+autocast on CPUs that have it. Validation with sliding windows reports Dice per class.
 
 One code path for one process, MONAI Label's one process per GPU, and torchrun across machines
 (lib.distributed): each rank trains on its own shard, validation Dice is gathered, rank 0 alone writes.
@@ -121,6 +121,7 @@ class LiverTumorTrain(BasicTrainTask):
                 "synth_size_mm": list(settings.synth_size_mm),
                 "tumour_weight": settings.tumour_weight,
                 "blob_weight": settings.blob_weight,
+                "lesion_ce_weight": settings.lesion_ce_weight,
                 "publish_metric": _choices(settings.publish_metric, PUBLISH_METRICS),
                 "fatty_liver_prob": settings.fatty_liver_prob,
                 "fatty_liver_hu": list(settings.fatty_liver_hu),
@@ -272,8 +273,8 @@ class LiverTumorTrain(BasicTrainTask):
                               weight=torch.tensor([1.0, 1.0, weight], device=context.device) if weight != 1 else None)
         else:
             loss = DiceLoss(to_onehot_y=True, softmax=True, batch=True)
-        blob = context.request["blob_weight"]
-        return BlobLoss(loss, blob) if blob > 0 else loss
+        blob, lesion_ce = context.request["blob_weight"], context.request["lesion_ce_weight"]
+        return BlobLoss(loss, blob, lesion_ce) if blob > 0 or lesion_ce > 0 else loss
 
     def lr_scheduler_handler(self, context: Context):
         return None  # the seed trains at a constant learning rate
