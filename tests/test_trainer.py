@@ -9,11 +9,13 @@ import pytest
 import torch
 from monai.losses import DiceCELoss
 from monai.transforms import Compose
+from scipy import ndimage
 
 from lib.configs.liver_tumor import LiverTumor
 from lib.data.decathlon import make_standin
 from lib.datastore import CheckedLocalDatastore
 from lib.errors import InvalidInput
+from lib.metrics.lesions import CONNECTED
 from lib.trainers.blob_loss import BlobLoss
 
 from .conftest import ROOT
@@ -334,10 +336,6 @@ def test_lesion_balanced_crops_pick_a_small_lesion_as_often_as_a_large_one(task)
 
     study = Compose(task.deterministic_transforms(Ctx()))(dict(SAMPLE))
     plain = Compose(task.deterministic_transforms(None))(dict(SAMPLE))
-    from scipy import ndimage
-
-    from lib.metrics.lesions import CONNECTED
-
     parts, n = ndimage.label(np.asarray(study["label"][0]) == 2, structure=CONNECTED)
     counts = np.bincount(parts.ravel()[np.asarray(study["label_cls_indices"][2])], minlength=n + 1)[1:]
     before = np.bincount(parts.ravel()[np.asarray(plain["label_cls_indices"][2])], minlength=n + 1)[1:]

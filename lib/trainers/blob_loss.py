@@ -38,18 +38,9 @@ class BlobLoss(torch.nn.Module):
         dice, ce = terms
         return loss + self.weight * dice + self.ce_weight * ce
 
-    def lesion_dice_loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
-        """Mean of 1 - soft Dice per connected lesion of the batch; None where the batch has none."""
-        terms = self.lesion_losses(pred, target)
-        return None if terms is None else terms[0]
-
-    def lesion_ce_loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
-        """Mean over the batch's lesions of their voxels' mean -log tumour probability; None where none."""
-        terms = self.lesion_losses(pred, target)
-        return None if terms is None else terms[1]
-
     def lesion_losses(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """(mean 1 - soft Dice, mean cross-entropy) over the connected lesions of the batch; None where none."""
+        """Over the connected lesions of the batch: (mean of 1 - soft Dice, mean of each lesion's voxels' mean -log
+        tumour probability); None where the batch has none."""
         log_p = torch.log_softmax(pred.float(), dim=1)[:, TUMOUR]
         tumour_p = log_p.exp()
         lesion = torch.as_tensor(target)[:, 0] == TUMOUR
