@@ -28,6 +28,22 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="an app option (docs/options.md), as for the server")
     p.set_defaults(run=run_accuracy)
 
+    p = kinds.add_parser("probe", help="small-lesion detection in a minute: a synthetic lesion in each of N crops "
+                                       "deep in the liver, checkpoints side by side on the same crops")
+    p.add_argument("--studies", type=existing_dir, required=True,
+                   help="a folder of images with liver labels (training studies serve: the lesions are new)")
+    p.add_argument("--truth", type=existing_dir,
+                   help="their labels, same names (default STUDIES/truth; a datastore's are in labels/final)")
+    p.add_argument("--pretrained", type=Path, nargs="+", required=True, help="checkpoints, named by their files")
+    p.add_argument("--crops", type=positive_int, help="one lesion each (default 40)")
+    p.add_argument("--size-mm", type=float, nargs=2, metavar=("MIN", "MAX"),
+                   help="the lesions' drawn diameters (default 12 16)")
+    p.add_argument("--spacing", type=float, help="working spacing in mm (default: the checkpoints' cards, else 1)")
+    p.add_argument("--seed", type=int, help="the crops and lesions (default 5)")
+    p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when there is a GPU")
+    p.add_argument("--out", type=output_dir, default=Path("runs/bench-probe"), help="probe.json, probe.png go here")
+    p.set_defaults(run=run_probe)
+
     p = kinds.add_parser("al", help="label efficiency of the active-learning strategies (oracle on phantoms)")
     p.add_argument("--work", type=output_dir, default=Path("runs/bench-al"), help="phantoms and cache")
     p.add_argument("--out", type=output_dir, default=Path("runs/bench-al"), help="al.json and al.png go here")
@@ -157,6 +173,16 @@ def run_startup(args: argparse.Namespace) -> None:
 PICTURED = 6  # studies in bench accuracy's picture
 
 
+def labelled_studies(studies: Path, truth: Path | None) -> list[tuple[str, Path, Path]]:
+    """(id, image, label) of each image in `studies` with a label of the same name in `truth` (STUDIES/truth)."""
+    truth = truth or studies / "truth"
+    cases = [(p.name.removesuffix(".nii.gz"), p, truth / p.name) for p in sorted(studies.glob("*.nii.gz"))
+             if (truth / p.name).exists()]
+    if not cases:
+        raise CliError(f"no study in {studies} has a label of the same name in {truth}")
+    return cases
+
+
 def run_accuracy(args: argparse.Namespace) -> None:
     import tempfile
 
@@ -166,11 +192,7 @@ def run_accuracy(args: argparse.Namespace) -> None:
     from ..settings import Settings
     from ..viz.montage import montage
 
-    truth = args.truth or args.studies / "truth"
-    cases = [(p.name.removesuffix(".nii.gz"), p, truth / p.name) for p in sorted(args.studies.glob("*.nii.gz"))
-             if (truth / p.name).exists()]
-    if not cases:
-        raise CliError(f"no study in {args.studies} has a label of the same name in {truth}")
+    cases = labelled_studies(args.studies, args.truth)
     logging.basicConfig(level=logging.WARNING)
     config = LiverTumor()
     conf = {**dict(args.conf), **({"pretrained_path": str(args.pretrained)} if args.pretrained else {})}
@@ -191,6 +213,41 @@ def run_accuracy(args: argparse.Namespace) -> None:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
+
+
+def run_probe(args: argparse.Namespace) -> None:
+    import torch
+
+    from ..bench.lesion_probe import ProbeConfig, run
+    from ..data.atomic import save_json
+    from ..model.checkpoint import CheckpointError, load_network, read_card
+    from ..viz.probe import probe_chart
+
+    lo, hi = args.size_mm or ProbeConfig.size_mm
+    if not 0 < lo <= hi:
+        raise CliError(f"--size-mm {lo:g} {hi:g}: give the smallest and largest diameter, both over 0")
+    cards = {str(p): read_card(p).get("spacing_mm") for p in args.pretrained}
+    spacings = {tuple(s) for s in cards.values() if s}
+    if args.spacing is None and len(spacings) > 1:
+        raise CliError(f"the checkpoints were trained at different spacings ({cards}): give --spacing")
+    spacing = args.spacing or (next(iter(spacings))[0] if spacings else 1.0)
+    names = [p.stem for p in args.pretrained]
+    names = names if len(set(names)) == len(names) else [str(p) for p in args.pretrained]
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        networks = {n: load_network(p, device=device) for n, p in zip(names, args.pretrained)}
+    except CheckpointError as e:
+        raise CliError(str(e)) from e
+    given = {"crops": args.crops, "seed": args.seed}
+    cfg = ProbeConfig(size_mm=(lo, hi), spacing=spacing, **{k: v for k, v in given.items() if v is not None})
+    result = run(labelled_studies(args.studies, args.truth), networks, cfg, device,
+                 progress=lambda m: print(m, file=sys.stderr, flush=True))
+    if not result["crops"]:
+        raise CliError(f"no lesion could be painted: the livers in {args.studies} are too small for "
+                       f"{cfg.crop_voxels}-voxel crops")
+    save_json(result, args.out / "probe.json")
+    probe_chart(result, args.out / "probe.png")
     print(json.dumps(result, indent=1))
 
 
