@@ -101,6 +101,9 @@ def test_bench_probe_refuses_what_it_cannot_measure(tmp_path):
     b = save_state_dict(build_unet(0.2), tmp_path / "b.pt", meta={"spacing_mm": [1.0] * 3})
     line = one_line_error(run_cli("bench", "probe", "--studies", STUDIES, "--pretrained", a, b))
     assert "different spacings" in line and "--spacing" in line
+    c = save_state_dict(build_unet(0.2), tmp_path / "c.pt", meta={"spacing_mm": [1.0, 1.0, 2.0]})
+    assert "one spacing on every axis" in one_line_error(run_cli("bench", "probe", "--studies", STUDIES,
+                                                                 "--pretrained", c))
     line = one_line_error(run_cli("bench", "probe", "--studies", STUDIES, "--pretrained", a, "--size-mm", "15", "10"))
     assert "--size-mm 15 10" in line
     line = one_line_error(run_cli("bench", "probe", "--studies", STUDIES, "--pretrained", tmp_path / "none.pt"))

@@ -55,7 +55,7 @@ class ProbeConfig:
 class ProbeCrop:
     study: str
     image: np.ndarray  # (S, S, S) windowed to 0..1, the network's input
-    label: np.ndarray  # the study's label, the painted lesion's voxels tumour
+    label: np.ndarray  # the study's label in the crop, the painted lesion's voxels tumour
     lesion: np.ndarray  # the painted lesion's voxels
     kind: str
     diameter_mm: float  # of the sphere of the painted voxels' volume

@@ -231,6 +231,9 @@ def run_probe(args: argparse.Namespace) -> None:
     spacings = {tuple(s) for s in cards.values() if s}
     if args.spacing is None and len(spacings) > 1:
         raise CliError(f"the checkpoints were trained at different spacings ({cards}): give --spacing")
+    if args.spacing is None and any(len(set(s)) > 1 for s in spacings):
+        raise CliError(f"the probe works at one spacing on every axis; the checkpoints' cards say {cards}: "
+                       "give --spacing")
     spacing = args.spacing or (next(iter(spacings))[0] if spacings else 1.0)
     names = [p.stem for p in args.pretrained]
     names = names if len(set(names)) == len(names) else [str(p) for p in args.pretrained]
