@@ -106,5 +106,7 @@ def test_bench_probe_refuses_what_it_cannot_measure(tmp_path):
                                                                  "--pretrained", c))
     line = one_line_error(run_cli("bench", "probe", "--studies", STUDIES, "--pretrained", a, "--size-mm", "15", "10"))
     assert "--size-mm 15 10" in line
+    line = one_line_error(run_cli("bench", "probe", "--studies", STUDIES, "--pretrained", a, "--spacing", "0"))
+    assert "--spacing 0" in line
     line = one_line_error(run_cli("bench", "probe", "--studies", STUDIES, "--pretrained", tmp_path / "none.pt"))
     assert "no such checkpoint" in line

@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="an app option (docs/options.md), as for the server")
     p.set_defaults(run=run_accuracy)
 
-    p = kinds.add_parser("probe", help="small-lesion detection in a minute: a synthetic lesion in each of N crops "
+    p = kinds.add_parser("probe", help="small-lesion detection in minutes: a synthetic lesion in each of N crops "
                                        "deep in the liver, checkpoints side by side on the same crops")
     p.add_argument("--studies", type=existing_dir, required=True,
                    help="a folder of images with liver labels (training studies serve: the lesions are new)")
@@ -227,6 +227,8 @@ def run_probe(args: argparse.Namespace) -> None:
     lo, hi = args.size_mm or ProbeConfig.size_mm
     if not 0 < lo <= hi:
         raise CliError(f"--size-mm {lo:g} {hi:g}: give the smallest and largest diameter, both over 0")
+    if args.spacing is not None and args.spacing <= 0:
+        raise CliError(f"--spacing {args.spacing:g}: a working spacing in mm, over 0")
     cards = {str(p): read_card(p).get("spacing_mm") for p in args.pretrained}
     spacings = {tuple(s) for s in cards.values() if s}
     if args.spacing is None and len(spacings) > 1:
