@@ -11,10 +11,11 @@ import torch
 from scipy import ndimage
 
 from lib.bench.lesion_probe import AWAY_VOXELS, BORDER_VOXELS, ProbeConfig, make_crops, probe
+from lib.cli.main import main
 from lib.metrics.lesions import LIVER, TUMOUR
 from lib.model.checkpoint import save_state_dict
 from lib.model.network import build_unet
-from tests.conftest import ROOT, one_line_error, run_cli
+from tests.conftest import ROOT, run_cli
 
 STUDIES = ROOT / "sample-data"
 CFG = ProbeConfig(crops=6, crop_mm=96.0, spacing=3.0, studies=3, seed=7)  # 32-voxel crops
@@ -96,17 +97,22 @@ def test_bench_probe_compares_checkpoints_on_the_same_crops(tmp_path):
     assert (tmp_path / "out" / "probe.png").stat().st_size > 10_000
 
 
-def test_bench_probe_refuses_what_it_cannot_measure(tmp_path):
+def test_bench_probe_refuses_what_it_cannot_measure(tmp_path, capsys):
+    """In this process, through the command's entry point: each refusal is one line, before any study is read."""
     a = save_state_dict(build_unet(0.2), tmp_path / "a.pt", meta={"spacing_mm": [3.0] * 3})
     b = save_state_dict(build_unet(0.2), tmp_path / "b.pt", meta={"spacing_mm": [1.0] * 3})
-    line = one_line_error(run_cli("bench", "probe", "--studies", STUDIES, "--pretrained", a, b))
-    assert "different spacings" in line and "--spacing" in line
     c = save_state_dict(build_unet(0.2), tmp_path / "c.pt", meta={"spacing_mm": [1.0, 1.0, 2.0]})
-    assert "one spacing on every axis" in one_line_error(run_cli("bench", "probe", "--studies", STUDIES,
-                                                                 "--pretrained", c))
-    line = one_line_error(run_cli("bench", "probe", "--studies", STUDIES, "--pretrained", a, "--size-mm", "15", "10"))
-    assert "--size-mm 15 10" in line
-    line = one_line_error(run_cli("bench", "probe", "--studies", STUDIES, "--pretrained", a, "--spacing", "0"))
-    assert "--spacing 0" in line
-    line = one_line_error(run_cli("bench", "probe", "--studies", STUDIES, "--pretrained", tmp_path / "none.pt"))
-    assert "no such checkpoint" in line
+
+    def refusal(*args) -> str:
+        assert main(["bench", "probe", "--studies", str(STUDIES), "--out", str(tmp_path / "out"), *map(str, args)]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and "error" in lines[0], lines
+        return lines[0]
+
+    line = refusal("--pretrained", a, b)
+    assert "different spacings" in line and "--spacing" in line
+    assert "one spacing on every axis" in refusal("--pretrained", c)
+    assert "--size-mm 15 10" in refusal("--pretrained", a, "--size-mm", "15", "10")
+    assert "--spacing 0" in refusal("--pretrained", a, "--spacing", "0")
+    assert "no such checkpoint" in refusal("--pretrained", tmp_path / "none.pt")
+    assert not (tmp_path / "out").exists()
