@@ -11,6 +11,7 @@ import torch
 from scipy import ndimage
 
 from lib.bench.lesion_probe import AWAY_VOXELS, BORDER_VOXELS, ProbeConfig, make_crops, probe
+from lib.cli.bench_commands import labelled_studies
 from lib.cli.main import main
 from lib.metrics.lesions import LIVER, TUMOUR
 from lib.model.checkpoint import save_state_dict
@@ -21,8 +22,8 @@ STUDIES = ROOT / "sample-data"
 CFG = ProbeConfig(crops=6, crop_mm=96.0, spacing=3.0, studies=3, seed=7)  # 32-voxel crops
 
 
-def _cases(n: int = 3) -> list:
-    return [(p.name[:-7], p, STUDIES / "truth" / p.name) for p in sorted(STUDIES.glob("*.nii.gz"))[:n]]
+def _cases() -> list:
+    return labelled_studies(STUDIES, None)[:3]
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +66,7 @@ def test_the_crops_are_the_seeds(crops):
 
 
 def test_a_network_calling_everything_tumour_finds_all_and_its_false_tumour_is_the_clean_liver(crops):
-    everywhere = probe(Always(TUMOUR), crops, CFG.spacing)
+    everywhere = probe(Always(TUMOUR), crops, CFG)
     assert everywhere["found"] == everywhere["lesions"] == len(crops)
     assert everywhere["visible_found"] == everywhere["visible"] == sum(c.visible for c in crops)
     clean = [(c.label == LIVER) & ~ndimage.binary_dilation(c.label == TUMOUR, iterations=AWAY_VOXELS) for c in crops]
@@ -74,7 +75,7 @@ def test_a_network_calling_everything_tumour_finds_all_and_its_false_tumour_is_t
     assert everywhere["false_tumour_ml_per_crop"] > 0
     assert sum(v[1] for v in everywhere["visible_by_kind"].values()) == everywhere["visible"]
 
-    nowhere = probe(Always(LIVER), crops, CFG.spacing)
+    nowhere = probe(Always(LIVER), crops, CFG)
     assert nowhere["found"] == nowhere["visible_found"] == 0 and nowhere["false_tumour_ml_per_crop"] == 0
     assert max(nowhere["max_tumour_p"]) < 1e-3
 

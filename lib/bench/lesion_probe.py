@@ -18,16 +18,15 @@ from typing import Callable, Iterable
 
 import numpy as np
 import torch
-from monai.transforms import Compose, GaussianSmooth, LoadImaged
+from monai.transforms import Compose, LoadImaged
 from scipy import ndimage
 
 from ..metrics.lesions import LIVER, TUMOUR, contrast_hu, equivalent_diameter_mm, is_visible
 from ..settings import Settings
-from ..transforms.denoise import noise_hu
+from ..transforms.denoise import SmoothNoisyd, noise_hu
 from ..transforms.preprocess import HU_WINDOW, preprocessing
 from ..transforms.synthesis import paint
 
-FOUND_P = 0.5
 AWAY_VOXELS = 3  # false tumour is counted this far from any lesion, past a lesion's blurred edge
 BORDER_VOXELS = 4  # a painted lesion this close to the crop's edge is drawn again: the network would see half of it
 DEPTH_MM = 15.0  # crop centres lie this deep in the liver at least
@@ -42,6 +41,7 @@ class ProbeConfig:
     spacing: float = 1.0  # the networks' working spacing
     studies: int = 10  # the first this many labelled studies give the crops, in turn
     seed: int = 5
+    found_p: float = 0.5  # a lesion is found where the tumour probability on it passes this
     denoise_above_hu: float = Settings.denoise_above_hu  # the app's, as /infer applies them
     denoise_sigma_mm: float = Settings.denoise_sigma_mm
 
@@ -123,6 +123,7 @@ def make_crops(cases: Iterable[tuple[str, Path, Path]], cfg: ProbeConfig,
         raise ValueError("no labelled study to paint lesions into")
     load = Compose([LoadImaged(["image", "label"], image_only=True)]
                    + preprocessing((cfg.spacing,) * 3, ("image", "label"), "label"))
+    smoother = SmoothNoisyd("image", "noise", cfg.denoise_above_hu, cfg.denoise_sigma_mm, (cfg.spacing,) * 3)
     rng = np.random.default_rng(cfg.seed)
     crops: list[ProbeCrop] = []
     for i, (sid, image, label) in enumerate(cases):
@@ -132,15 +133,14 @@ def make_crops(cases: Iterable[tuple[str, Path, Path]], cfg: ProbeConfig,
         if (lab >= LIVER).sum() == 0:
             progress(f"{sid}: no liver in its label, skipped")
             continue
-        noise = noise_hu(torch.from_numpy(img)[None])
-        noisy = cfg.denoise_above_hu > 0 and noise is not None and noise > cfg.denoise_above_hu
-        smooth = GaussianSmooth(sigma=cfg.denoise_sigma_mm / cfg.spacing) if noisy else None
+        # the study's noise decides, as in /infer; the crops are smoothed after their lesion is painted
+        smooth = smoother.smooth if smoother.smooths(noise_hu(torch.from_numpy(img)[None])) else None
         crops += study_crops(sid, img, lab, count, rng, cfg, smooth)
         progress(f"{sid}: {len(crops)} crops so far")
     return crops
 
 
-def probe(network: torch.nn.Module, crops: list[ProbeCrop], spacing: float, device: str = "cpu") -> dict:
+def probe(network: torch.nn.Module, crops: list[ProbeCrop], cfg: ProbeConfig, device: str = "cpu") -> dict:
     """What one network makes of the crops: each lesion's highest tumour probability, and the summary."""
     network = network.to(device).eval()
     max_p, false_voxels = [], 0
@@ -149,8 +149,8 @@ def probe(network: torch.nn.Module, crops: list[ProbeCrop], spacing: float, devi
             x = torch.from_numpy(c.image)[None, None].to(device)
             p = torch.softmax(network(x).float(), 1)[0, TUMOUR].cpu().numpy()
             max_p.append(float(p[c.lesion].max()))
-            false_voxels += int((p[clean_liver(c.label)] > FOUND_P).sum())
-    found = [p > FOUND_P for p in max_p]
+            false_voxels += int((p[clean_liver(c.label)] > cfg.found_p).sum())
+    found = [p > cfg.found_p for p in max_p]
     visible = [c.visible for c in crops]
     kinds = sorted({c.kind for c in crops})
     return {
@@ -158,7 +158,7 @@ def probe(network: torch.nn.Module, crops: list[ProbeCrop], spacing: float, devi
         "found": sum(found), "lesions": len(crops),
         "visible_by_kind": {k: [sum(f and v for f, v, c in zip(found, visible, crops) if c.kind == k),
                                 sum(v for v, c in zip(visible, crops) if c.kind == k)] for k in kinds},
-        "false_tumour_ml_per_crop": round(false_voxels * spacing**3 / 1000.0 / max(1, len(crops)), 3),
+        "false_tumour_ml_per_crop": round(false_voxels * cfg.spacing**3 / 1000.0 / max(1, len(crops)), 3),
         "max_tumour_p": [round(p, 4) for p in max_p],
     }
 
@@ -169,7 +169,7 @@ def run(cases: Iterable[tuple[str, Path, Path]], networks: dict[str, torch.nn.Mo
     crops = make_crops(cases, cfg, progress)
     models = {}
     for name, net in networks.items():
-        models[name] = probe(net, crops, cfg.spacing, device)
+        models[name] = probe(net, crops, cfg, device)
         m = models[name]
         progress(f"{name}: {m['visible_found']} of {m['visible']} visible lesions found, "
                  f"{m['false_tumour_ml_per_crop']} mL false tumour a crop")

@@ -46,11 +46,15 @@ class SmoothNoisyd(MapTransform):
         self.sigma_mm = sigma_mm
         self.smooth = GaussianSmooth(sigma=[sigma_mm / s for s in spacing])
 
+    def smooths(self, noise: float | None) -> bool:
+        """Whether an image of this measured noise (noise_hu's) is smoothed."""
+        return self.above_hu > 0 and noise is not None and noise > self.above_hu
+
     def __call__(self, data):
         d = dict(data)
         noise = noise_hu(d[self.key])
         report: dict = {"noise_hu": None if noise is None else round(noise, 1)}
-        if self.above_hu > 0 and noise is not None and noise > self.above_hu:
+        if self.smooths(noise):
             d[self.key] = self.smooth(d[self.key])
             report["smoothed_sigma_mm"] = self.sigma_mm
         d[self.json_key] = {**d.get(self.json_key, {}), **report}

@@ -20,7 +20,7 @@ COLUMNS = 4
 def probe_chart(result: dict, out: Path) -> Path:
     """result: lib.bench.lesion_probe.run's. Lesions whose contrast could not be measured sit on the zero line."""
     crops, models = result["crops"], result["models"]
-    threshold = 0.5
+    threshold = result["config"]["found_p"]
     cols = min(COLUMNS, len(models))
     rows = -(-len(models) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows + 0.4), sharey=True, squeeze=False)
