@@ -52,6 +52,7 @@ def test_every_option_is_in_the_options_page_with_its_default_and_scope():
     ("roi_size", "100", 100), ("roi_size", "8,8", [8, 8]), ("sw_overlap", "1.5", 1.5), ("amp", "maybe", "maybe"),
     ("cpu_bf16", "2", 2), ("loss", "focal", "focal"), ("max_epochs", "0", 0), ("max_epochs", "2.5", 2.5),
     ("crop_ratios", "1,2", "1,2"), ("weight_average", "1", 1.0), ("learning_rate", "0", 0),
+    ("lr_schedule", "linear", "linear"),
 ])
 def test_a_request_value_is_refused_with_the_words_of_its_conf_option(name, conf_text, request_value):
     with pytest.raises(ValueError) as conf_error:

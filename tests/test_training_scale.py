@@ -8,6 +8,7 @@ benchmark (`liver-tumor bench train`) measures speed and Dice.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -75,8 +76,9 @@ def test_two_gloo_ranks_train_in_step_on_their_own_shards(store, tmp_path):
 def test_a_killed_run_leaves_a_loadable_model_and_resumes(store, tmp_path):
     model = tmp_path / "model"
     run_dir = model / "liver_tumor" / "train_01"
+    cosine = ["--conf", "lr_schedule", "cosine", "--conf", "learning_rate", "0.001"]
     proc = subprocess.Popen(train_cmd("--datastore", store, "--model-dir", model, "--epochs", "500",
-                                      "--from-scratch", "--seed", "0", *TINY),
+                                      "--from-scratch", "--seed", "0", *cosine, *TINY),
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.time() + 300
     while not ((run_dir / "resume.pt").exists() and (model / "liver_tumor.pt").exists()):
@@ -93,10 +95,18 @@ def test_a_killed_run_leaves_a_loadable_model_and_resumes(store, tmp_path):
     done = torch.load(run_dir / "resume.pt", weights_only=False)["epoch"]
     assert done >= 1 and stats["history"][-1]["epoch"] in (done, done + 1)
 
-    resumed = run_cli("train", "--datastore", store, "--model-dir", model, "--epochs", done + 2, "--resume", *TINY)
+    resumed = run_cli("train", "--datastore", store, "--model-dir", model, "--epochs", done + 2, "--resume",
+                      *cosine, *TINY)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    epochs = [e["epoch"] for e in json.loads(resumed.stdout)["epochs"]]
+    history = json.loads(resumed.stdout)["epochs"]
+    epochs = [e["epoch"] for e in history]
     assert epochs[-2:] == [done + 1, done + 2] and epochs == list(range(1, done + 3))
+    # the cosine goes on from the epoch the run stopped at, over the epochs now asked for (done + 2): a restarted
+    # schedule would give its first epoch 0.001; the last epoch learns at a hundredth of the start
+    expected = 0.001 * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * done / (done + 1))))
+    assert history[-2]["learning_rate"] == pytest.approx(expected) and expected < 0.001 * 0.6
+    assert history[-1]["learning_rate"] == pytest.approx(0.001 * 0.01)
+    assert history[0]["learning_rate"] == pytest.approx(0.001)  # epoch 1 of the killed run: the top of its curve
     load_network(model / "liver_tumor.pt")
 
 

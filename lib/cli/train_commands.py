@@ -85,8 +85,8 @@ def run_train(args: argparse.Namespace) -> None:
         return
     stats = task.stats() or stats
     report = {k: stats.get(k) for k in ("best_metric", "baseline_metric", "published_epoch", "total_time")}
-    report["epochs"] = [{k: h.get(k) for k in ("epoch", "loss", "val_liver_dice", "val_tumour_dice", "seconds",
-                                              "published")} for h in stats.get("history", [])]
+    keys = ("epoch", "loss", "learning_rate", "val_liver_dice", "val_tumour_dice", "seconds", "published")
+    report["epochs"] = [{k: h.get(k) for k in keys} for h in stats.get("history", [])]
     report["published_model"] = config.current_model()
     report["curves"] = str(task.curves_path)
     if args.decathlon:

@@ -55,7 +55,7 @@ from ..errors import InvalidInput
 from ..model.autocast import AutocastInferer, autocast_dtype, cpu_has_bf16, training_dtype
 from ..model.checkpoint import load_network
 from ..model.network import LABELS, NUM_CLASSES, STRIDES, build_unet
-from ..settings import PUBLISH_METRICS, Settings, crop_ratios, request_options
+from ..settings import LR_SCHEDULES, PUBLISH_METRICS, Settings, crop_ratios, request_options
 from ..transforms.liver_attenuation import RandFattyLiverd
 from ..transforms.preprocess import HU_WINDOW, preprocessing
 from ..transforms.synthesis import SynthesizeTumoursd
@@ -64,6 +64,7 @@ from .averaging import WeightAverage
 from .blob_loss import BlobLoss
 from .hard_centres import AddHardCentresd, centre_table, hard_centres
 from .lesion_centres import LesionBalancedCentresd
+from .lr_schedule import CosineLearningRate
 from .publish import PublishBest
 from .validation import (
     FalsePositiveLesions,
@@ -83,7 +84,7 @@ logger = logging.getLogger(__name__)
 CROP_CENTRES = "label_cls_indices"
 MAX_CROP_CENTRES = 50_000
 # config lists whose first item is the default
-CHOICES = ("loss", "dataset", "dataloader", "tracking", "amp_dtype", "publish_metric")
+CHOICES = ("loss", "lr_schedule", "dataset", "dataloader", "tracking", "amp_dtype", "publish_metric")
 
 
 def _lesion_balanced(context: Context | None) -> bool:
@@ -110,6 +111,7 @@ class LiverTumorTrain(BasicTrainTask):
                 "max_epochs": settings.max_epochs,
                 "val_split": settings.val_split,
                 "learning_rate": settings.learning_rate,
+                "lr_schedule": _choices(settings.lr_schedule, LR_SCHEDULES),
                 "loss": _choices(settings.loss, ("dicece", "dice")),
                 "crop_size": settings.crop_size,
                 "crops_per_volume": settings.crops_per_volume,
@@ -277,7 +279,7 @@ class LiverTumorTrain(BasicTrainTask):
         return BlobLoss(loss, blob, lesion_ce) if blob > 0 or lesion_ce > 0 else loss
 
     def lr_scheduler_handler(self, context: Context):
-        return None  # the seed trains at a constant learning rate
+        return None  # the rate is set in finalize, from the trainer's epoch (lib.trainers.lr_schedule says why)
 
     def load_path(self, output_dir: str, pretrained: bool = True) -> str | None:
         """Fine-tune from the model in use (published, else pretrained); from scratch when pretrained is false."""
@@ -475,6 +477,9 @@ class LiverTumorTrain(BasicTrainTask):
         average: WeightAverage | None = getattr(context, "average", None)
         if average is not None:
             average.attach(context.trainer)  # first: it starts from the weights loaded before it
+        if context.request["lr_schedule"] == "cosine":
+            CosineLearningRate(context.optimizer, context.request["learning_rate"], context.max_epochs).attach(
+                context.trainer)
         resumed = None
         if context.request["resume"]:
             state = resume.read(Path(context.output_dir) / resume.FILENAME)

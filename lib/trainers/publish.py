@@ -129,6 +129,7 @@ class PublishBest:
         self.history.append({
             "epoch": epoch,
             "loss": sum(self._losses) / len(self._losses) if self._losses else None,
+            "learning_rate": self.trainer.optimizer.param_groups[0]["lr"],  # the rate of the epoch just trained
             **metrics,
             "seconds": round(time.perf_counter() - self.steps.start, 1),
             "elapsed_seconds": round(self.elapsed_before + time.time() - self.start_ts, 1),  # since the run started
