@@ -20,8 +20,9 @@ APP_DIR = Path(__file__).resolve().parents[1] / "apps" / "liver_tumor"
 DEMO_CHECKPOINT = APP_DIR / "pretrained" / "liver_tumor_phantoms.pt"
 LOCATOR_CHECKPOINT = APP_DIR / "pretrained" / "liver_locator.pt"
 PYLIVERLESIONSEG_WEIGHTS = APP_DIR / "pretrained" / "pyliverlesionseg.pt"  # converted on first use, not committed
-# what a training run may publish by (lib.trainers.publish); the first is the default
+# the learning rate over a training run (lib.trainers.lr_schedule); the first is the default
 LR_SCHEDULES = ("constant", "cosine")
+# what a training run may publish by (lib.trainers.publish); the first is the default
 PUBLISH_METRICS = ("val_mean_dice", "val_lesion_sensitivity", "val_lesions_matched", "val_tumour_global_dice")
 
 Check = Callable[[Any], "str | None"]  # what a parsed value must be, when it is not; None when it is fine
