@@ -50,6 +50,12 @@ def _finite(v: Any) -> Any:
     return v
 
 
+def _learning_rate(trainer: Engine) -> float | None:
+    """The rate of the epoch just trained; None for a workflow without an optimizer."""
+    optimizer = getattr(trainer, "optimizer", None)
+    return optimizer.param_groups[0]["lr"] if optimizer is not None else None
+
+
 class PublishBest:
     def __init__(self, stats_path: str, publish_path: str | None, trainer: Engine, evaluator: Engine | None,
                  network: torch.nn.Module, start_ts: float, key_metric: str, card: dict, measure_baseline: bool,
@@ -129,7 +135,7 @@ class PublishBest:
         self.history.append({
             "epoch": epoch,
             "loss": sum(self._losses) / len(self._losses) if self._losses else None,
-            "learning_rate": self.trainer.optimizer.param_groups[0]["lr"],  # the rate of the epoch just trained
+            "learning_rate": _learning_rate(self.trainer),
             **metrics,
             "seconds": round(time.perf_counter() - self.steps.start, 1),
             "elapsed_seconds": round(self.elapsed_before + time.time() - self.start_ts, 1),  # since the run started
