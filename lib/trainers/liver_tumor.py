@@ -279,7 +279,10 @@ class LiverTumorTrain(BasicTrainTask):
         return BlobLoss(loss, blob, lesion_ce) if blob > 0 or lesion_ce > 0 else loss
 
     def lr_scheduler_handler(self, context: Context):
-        return None  # the rate is set in finalize, from the trainer's epoch (lib.trainers.lr_schedule says why)
+        """None for the seed's constant rate; for cosine, set each epoch from the trainer's epoch (lr_schedule)."""
+        if context.request["lr_schedule"] != "cosine":
+            return None
+        return CosineLearningRate(context.optimizer, context.request["learning_rate"], context.max_epochs)
 
     def load_path(self, output_dir: str, pretrained: bool = True) -> str | None:
         """Fine-tune from the model in use (published, else pretrained); from scratch when pretrained is false."""
@@ -477,9 +480,6 @@ class LiverTumorTrain(BasicTrainTask):
         average: WeightAverage | None = getattr(context, "average", None)
         if average is not None:
             average.attach(context.trainer)  # first: it starts from the weights loaded before it
-        if context.request["lr_schedule"] == "cosine":
-            CosineLearningRate(context.optimizer, context.request["learning_rate"], context.max_epochs).attach(
-                context.trainer)
         resumed = None
         if context.request["resume"]:
             state = resume.read(Path(context.output_dir) / resume.FILENAME)
