@@ -186,17 +186,20 @@ def labelled_studies(studies: Path, truth: Path | None) -> list[tuple[str, Path,
 def run_accuracy(args: argparse.Namespace) -> None:
     import tempfile
 
+    from ..settings import Settings
+
+    # what is refused is refused before torch and MONAI load (about 10 s here)
+    cases = labelled_studies(args.studies, args.truth)
+    conf = {**dict(args.conf), **({"pretrained_path": str(args.pretrained)} if args.pretrained else {})}
+    Settings.from_conf(conf)  # a bad option stops here, named
+
     from ..configs.liver_tumor import LiverTumor
     from ..data.phantoms.study import known_tumours
     from ..metrics.evaluate import evaluate, summarise
-    from ..settings import Settings
     from ..viz.montage import montage
 
-    cases = labelled_studies(args.studies, args.truth)
     logging.basicConfig(level=logging.WARNING)
     config = LiverTumor()
-    conf = {**dict(args.conf), **({"pretrained_path": str(args.pretrained)} if args.pretrained else {})}
-    Settings.from_conf(conf)  # a bad option stops here, named
     with tempfile.TemporaryDirectory() as model_dir:
         config.init("liver_tumor", model_dir, conf, None)
         labels = Path(model_dir) / "labels"
@@ -283,18 +286,20 @@ def run_al(args: argparse.Namespace) -> None:
 
 
 def run_infer(args: argparse.Namespace) -> None:
-    import torch
-
-    from ..bench.inference import CASES, LEVERS, InferBenchConfig, plot, run, table
+    from ..bench.infer_cases import CASES
 
     cases = tuple(c.strip() for c in args.cases.split(",") if c.strip())
     unknown = [c for c in cases if c not in CASES]
     if unknown or not cases:
         raise CliError(f"unknown cases {', '.join(unknown) or '(none given)'}: choose from {', '.join(CASES)}")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise CliError("--device cuda: no CUDA GPU here")
     if args.pretrained and not args.pretrained.is_file():
         raise CliError(f"--pretrained: no such file {args.pretrained}")
+    import torch
+
+    from ..bench.inference import LEVERS, InferBenchConfig, plot, run, table
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise CliError("--device cuda: no CUDA GPU here")
     changes = {"cases": cases, "runs": args.runs,
                "checkpoint": str(args.pretrained) if args.pretrained else None}
     if args.device:
@@ -313,6 +318,13 @@ def run_infer(args: argparse.Namespace) -> None:
 
 
 def run_train(args: argparse.Namespace) -> None:
+    from ..settings import Settings
+
+    if args.minutes is not None and args.minutes <= 0:
+        raise CliError(f"--minutes must be positive, got {args.minutes}")
+    if args.target is not None and not 0 < args.target <= 1:
+        raise CliError(f"--target must be in (0, 1], got {args.target}")
+    Settings.from_conf(dict(args.app_conf))  # a bad option stops here, named
     import torch
 
     from ..bench.training import TrainBenchConfig, plot, run, table, with_changes
@@ -320,13 +332,6 @@ def run_train(args: argparse.Namespace) -> None:
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise CliError("--device cuda: no CUDA GPU here")
-    if args.minutes is not None and args.minutes <= 0:
-        raise CliError(f"--minutes must be positive, got {args.minutes}")
-    if args.target is not None and not 0 < args.target <= 1:
-        raise CliError(f"--target must be in (0, 1], got {args.target}")
-    from ..settings import Settings
-
-    Settings.from_conf(dict(args.app_conf))  # a bad option stops here, named
     cfg = with_changes(TrainBenchConfig(), minutes=args.minutes, train=args.train, val=args.val, preset=args.preset,
                        spacing=args.spacing, crop=args.crop, target=args.target, device=args.device,
                        trainers=(args.only,) if args.only else None,

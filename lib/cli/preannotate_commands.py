@@ -54,6 +54,8 @@ def run_preannotate(args: argparse.Namespace) -> None:
         raise CliError(f"--studies: no such folder {args.studies}")
     if args.model is not None and not args.model.is_file():
         raise CliError(f"--model: no such file {args.model}")
+    if args.model is not None and args.model_name == "pyliverlesionseg":
+        raise CliError("--model is a liver_tumor checkpoint: leave out --model-name pyliverlesionseg")
     import torch
 
     from ..distributed import torchrun_launch
@@ -74,8 +76,6 @@ def run_preannotate(args: argparse.Namespace) -> None:
                         stream=sys.stderr, force=True)  # MONAI Label's import sets the root logger to INFO
     # MONAI says at every DICOM read that NVIDIA's optional GPU decoder is absent
     logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
-    if args.model is not None and args.model_name == "pyliverlesionseg":
-        raise CliError("--model is a liver_tumor checkpoint: leave out --model-name pyliverlesionseg")
     cfg = PreannotateConfig(args.studies, Path(args.out), device, args.model, dict(args.conf), args.model_name)
     with contextlib.redirect_stdout(sys.stderr):  # stdout is for the report
         report = run(cfg)

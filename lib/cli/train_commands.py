@@ -65,6 +65,9 @@ def run_train(args: argparse.Namespace) -> None:
         raise CliError("give --datastore, --decathlon, or both")
     if args.device and args.device.split(":")[0] not in ("cuda", "cpu"):
         raise CliError(f"--device must be cuda or cpu, got {args.device!r}")
+    from ..settings import Settings
+
+    Settings.from_conf(dict(args.conf))  # a bad option stops here, named, before torch and MONAI load
     from ..configs.liver_tumor import LiverTumor
     from ..datastore import CheckedLocalDatastore
     from ..errors import AppError
