@@ -34,14 +34,14 @@ def resource() -> tuple[str, str]:
 
 def download(out_dir: Path, url: str | None = None, md5: str | None = None) -> Path:
     """Download and unpack Task03_Liver into out_dir/Task03_Liver with MONAI's own downloader (checks the md5)."""
+    task_dir = out_dir / TASK
+    if task_dir.exists():  # said before MONAI loads (about 10 s)
+        raise DecathlonError(f"{task_dir} already exists: remove it or choose another --out")
     from monai.apps.utils import download_and_extract
 
     default_url, default_md5 = resource()
     if url is None:
         url, md5 = default_url, md5 or default_md5
-    task_dir = out_dir / TASK
-    if task_dir.exists():
-        raise DecathlonError(f"{task_dir} already exists: remove it or choose another --out")
     out_dir.mkdir(parents=True, exist_ok=True)
     tar = out_dir / f"{TASK}.tar"
     try:
