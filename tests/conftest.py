@@ -28,6 +28,25 @@ TINY = ["--conf", "spacing", "4", "--conf", "crop_size", "32", "--conf", "crops_
         "--conf", "roi_size", "64", "--conf", "pretrained_path", "none"]
 
 
+def decathlon_standin(out_dir: Path, count: int, distinct: int, seed: int) -> Path:
+    """A Task03_Liver stand-in of `count` training cases (small phantoms) made of `distinct` of them, the others
+    hard links to these: what the tests that use it check is the layout and the seed's split by case id, and each
+    phantom costs seconds to make."""
+    import json
+
+    from lib.data.decathlon import make_standin
+
+    task = make_standin(out_dir, count=distinct, seed=seed, test_count=0)
+    meta = json.loads((task / "dataset.json").read_text())
+    for i in range(distinct, count):
+        for folder in ("imagesTr", "labelsTr"):
+            os.link(task / folder / f"liver_{i % distinct}.nii.gz", task / folder / f"liver_{i}.nii.gz")
+        meta["training"].append({"image": f"./imagesTr/liver_{i}.nii.gz", "label": f"./labelsTr/liver_{i}.nii.gz"})
+    meta["numTraining"] = count
+    (task / "dataset.json").write_text(json.dumps(meta, indent=1))
+    return task
+
+
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600
             ) -> subprocess.CompletedProcess:
     """Run `liver-tumor ARGS` as a user would, in a fresh process."""

@@ -77,7 +77,7 @@ def wait_for(client, path: str, timeout: float = 600) -> dict:
         status = client.get(path).json()
         if status.get("status") in ("DONE", "ERROR"):
             return status
-        time.sleep(2)
+        time.sleep(0.5)
     raise TimeoutError(path)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,13 +13,12 @@ from monai.transforms import Compose
 from scipy import ndimage
 
 from lib.configs.liver_tumor import LiverTumor
-from lib.data.decathlon import make_standin
 from lib.datastore import CheckedLocalDatastore
 from lib.errors import InvalidInput
 from lib.metrics.lesions import CONNECTED
 from lib.trainers.blob_loss import BlobLoss
 
-from .conftest import ROOT
+from .conftest import ROOT, decathlon_standin
 
 # a sample study with its final label, as the datastore gives it to the trainer
 SAMPLE = {"image": str(ROOT / "sample-data" / "phantom_2026_000.nii.gz"),
@@ -33,17 +33,35 @@ def task(tmp_path_factory):
     return config.trainer()
 
 
-def _phantom_datastore(store, seed: int, count: int) -> list[dict]:
-    """`count` small phantoms in a datastore whose final labels are their ground truth; their files."""
+PHANTOM_SEED = 5100
+
+
+@pytest.fixture(scope="module")
+def phantoms(tmp_path_factory) -> Path:
+    """Six small phantoms of seed 5100, made once for the tests that train on a few (each costs seconds)."""
     from lib.data.phantoms.batch import make_phantoms
+
+    folder = tmp_path_factory.mktemp("phantoms")
+    make_phantoms(folder, 6, PHANTOM_SEED, "small", progress=False)
+    return folder
+
+
+def _phantom_datastore(store: Path, phantoms: Path, count: int) -> list[dict]:
+    """The first `count` phantoms in a datastore whose final labels are their ground truth; their files."""
     from lib.data.phantoms.study import study_id, study_paths
     from lib.data.sample_datastore import final_label_path
 
-    make_phantoms(store, count, seed, "small", progress=False)
+    studies = []
     for i in range(count):
-        final_label_path(store, study_id(seed, i)).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(study_paths(store, study_id(seed, i))["label"], final_label_path(store, study_id(seed, i)))
-    return [study_paths(store, study_id(seed, i)) for i in range(count)]
+        sid = study_id(PHANTOM_SEED, i)
+        paths = study_paths(store, sid)
+        for key in ("image", "params", "label"):
+            paths[key].parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(study_paths(phantoms, sid)[key], paths[key])
+        final_label_path(store, sid).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(paths["label"], final_label_path(store, sid))
+        studies.append(paths)
+    return studies
 
 
 def _untrained(model_dir, **conf: str) -> tuple[LiverTumor, object]:
@@ -59,7 +77,7 @@ def test_training_data_is_the_final_labels_plus_a_decathlon_folder(task, tmp_pat
     ds = CheckedLocalDatastore(str(store))
     assert len(task.pre_process({}, ds)) == 4
     # liver_0 trains, liver_1 and liver_2 validate, liver_15 is a test case (the seed's split): never used
-    msd = make_standin(tmp_path / "msd", count=16, seed=4, test_count=0, preset="small")
+    msd = decathlon_standin(tmp_path / "msd", count=16, distinct=1, seed=4)  # no image is read here
     data = task.pre_process({"decathlon_dir": str(msd)}, ds)
     subsets = {d["image"].split("/")[-1].split(".")[0]: d["subset"] for d in data if "Task03_Liver" in d["image"]}
     assert len(data) == 4 + 15 and "liver_15" not in subsets
@@ -228,7 +246,7 @@ def test_pseudo_labels_train_beside_the_final_ones_never_as_them(task, tmp_path)
     assert sum(d["subset"] == "pseudo" for d in train) == 8 and sum(d["subset"] == "datastore" for d in train) == 6
 
 
-def test_a_tiny_run_learns_the_liver_then_tumours_and_reports_lesions(tmp_path):
+def test_a_tiny_run_learns_the_liver_then_tumours_and_reports_lesions(phantoms, tmp_path):
     """From scratch at 4 mm on 6 small phantoms for 40 epochs (under a minute), crops on tumours, synthetic lesions in
     half the crops, tumour weighing 10: the liver is learnt first (validation liver Dice 0.39 at epoch 4, about 0.9
     from epoch 20), then the tumours (global tumour Dice 0 until epoch 28, 0.09 to 0.12 over the last three
@@ -240,8 +258,8 @@ def test_a_tiny_run_learns_the_liver_then_tumours_and_reports_lesions(tmp_path):
     (docs/model.md). With the tumour weighing 3, as the 1 mm recipe's stages do, such a run (at 2e-3) learnt no
     tumour in 60 epochs. Its 32^3 crops reach a depth of 2, where this CPU's bf16 gradient is wrong: it trains in
     float32 (it once went NaN in CI)."""
-    store, seed, validate = tmp_path / "store", 5100, (1, 3)
-    studies = _phantom_datastore(store, seed, 6)
+    store, validate = tmp_path / "store", (1, 3)
+    studies = _phantom_datastore(store, phantoms, 6)
     val_ds = [{k: str(studies[i][k]) for k in ("image", "label")} for i in validate]
     _, task = _untrained(tmp_path / "model", spacing="4", crop_size="32")
     task({"model": "liver_tumor", "max_epochs": 40, "val_interval": 4, "synth_prob": 0.5, "tumour_weight": 10,
@@ -259,14 +277,14 @@ def test_a_tiny_run_learns_the_liver_then_tumours_and_reports_lesions(tmp_path):
         assert 0 <= h["val_lesions_matched"] <= h["val_lesion_sensitivity"]
 
 
-def test_hard_crops_come_from_the_model_in_use_and_need_one(tmp_path, caplog):
+def test_hard_crops_come_from_the_model_in_use_and_need_one(phantoms, tmp_path, caplog):
     """crop_ratios with a fourth number: the model a run fine-tunes (here one trained for two epochs) is run once on
     every training study, which then has crop centres where it errs on tumours (an untrained model misses every
     lesion); with no model to fine-tune it is a clear error before any training."""
     import logging
 
     store = tmp_path / "store"
-    _phantom_datastore(store, 5300, 3)
+    _phantom_datastore(store, phantoms, 3)
     config, task = _untrained(tmp_path / "model", spacing="4", crop_size="32")
     request = {"model": "liver_tumor", "max_epochs": 1, "val_split": 0.34, "seed": 0, "multi_gpu": False,
                "crop_ratios": "1,1,1,1"}
@@ -281,11 +299,11 @@ def test_hard_crops_come_from_the_model_in_use_and_need_one(tmp_path, caplog):
     assert int(found[-1].split(", ")[1].split()[0]) > 0  # lesions missed
 
 
-def test_a_step_can_hold_crops_of_several_studies_even_smaller_ones(tmp_path):
+def test_a_step_can_hold_crops_of_several_studies_even_smaller_ones(phantoms, tmp_path):
     """train_batch_size 2: each step's batch is two studies' crops (batch norm's statistics are not one study's);
     small phantoms at 6 mm are smaller than a 64^3 crop, each its own size, so their crops are padded to stack."""
     store = tmp_path / "store"
-    _phantom_datastore(store, 5400, 5)
+    _phantom_datastore(store, phantoms, 5)
     _, task = _untrained(tmp_path / "model", spacing="6", train_batch_size="2")
     batches: list[tuple[int, ...]] = []
     loss = task.loss_function

@@ -23,12 +23,11 @@ import requests
 import torch
 from monai.transforms import Compose, LoadImaged
 
-from lib.data.decathlon import make_standin
 from lib.data.study_cache import StudyCache, prune
 from lib.model.checkpoint import load_network, read_card
 from lib.trainers.retrain import RetrainTrigger
 
-from .conftest import ROOT, TINY, one_line_error, run_cli, served
+from .conftest import ROOT, TINY, decathlon_standin, one_line_error, run_cli, served
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +121,7 @@ def test_resume_without_a_run_and_bad_options_are_clear_errors(store, tmp_path):
 
 def test_one_epoch_on_a_fake_decathlon_folder_reports_test_dice(tmp_path):
     # liver_0..15 of the seed's split: 10 train, 5 validation, 1 test (liver_15)
-    task = make_standin(tmp_path / "msd", count=16, seed=3, test_count=0)
+    task = decathlon_standin(tmp_path / "msd", count=16, distinct=2, seed=3)
     model = tmp_path / "model"
     proc = run_cli("train", "--decathlon", task, "--model-dir", model, "--epochs", "1", "--from-scratch", *TINY)
     assert proc.returncode == 0, proc.stderr[-2000:]

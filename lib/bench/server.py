@@ -62,7 +62,7 @@ class ServerProcess:
             except urllib.error.HTTPError:  # it answers (401 with authentication on)
                 return self
             except (urllib.error.URLError, OSError):
-                time.sleep(0.5)
+                time.sleep(0.2)
         self.kill()
         raise RuntimeError(f"the server did not answer within {timeout:.0f} s:\n{self.log_tail()}")
 

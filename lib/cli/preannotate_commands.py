@@ -56,6 +56,9 @@ def run_preannotate(args: argparse.Namespace) -> None:
         raise CliError(f"--model: no such file {args.model}")
     if args.model is not None and args.model_name == "pyliverlesionseg":
         raise CliError("--model is a liver_tumor checkpoint: leave out --model-name pyliverlesionseg")
+    if not args.studies.startswith(("http://", "https://")) and not any(
+            p.is_file() for p in Path(args.studies).rglob("*")):  # a folder of other files is found out later
+        raise CliError(f"--studies: no NIfTI files or DICOM series in {args.studies}")
     import torch
 
     from ..distributed import torchrun_launch

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,30 +117,30 @@ def _load_dicom(files: list[Path]) -> tuple[np.ndarray, np.ndarray]:
         return np.asarray(img), np.asarray(img.affine, dtype=np.float64)
 
 
-def shared_fixtures(shared: Path) -> list[Fixture]:
-    """The real studies of ../shared/data with their liver labels."""
+def shared_fixtures(shared: Path) -> Iterator[Fixture]:
+    """The real studies of ../shared/data with their liver labels, each read when it is reached (callers that want
+    the TotalSegmentator CT stop before the DICOM series are decoded)."""
     import pydicom
     import pydicom_seg
 
-    out = []
     ts = shared / "totalsegmentator-example"
     ct = nib.load(ts / "ct.nii.gz")
     silver = nib.load(ts / "ct_liver_silver.nii.gz")
-    out.append(Fixture(
+    yield Fixture(
         "totalseg_ct", nifti_image(np.asanyarray(ct.dataobj).astype(np.int16), ct.affine),
         nifti_image(_reoriented_like(silver, ct.affine).astype(np.uint8), ct.affine),
         {"id": "totalseg_ct", "source": "TotalSegmentator tests/reference_files (Apache-2.0)",
          "what": "abdomen and pelvis CT, 3 mm; label: silver-standard liver (TotalSegmentator output)",
-         "labels": {"background": 0, "liver": 1}}))
+         "labels": {"background": 0, "liver": 1}})
 
     array, affine = _load_dicom(sorted((ts / "dicom").iterdir()))
     labels = nib.load(ts / "dicom_totalseg_labels.nii.gz")
     liver = (_reoriented_like(labels, affine) == 5).astype(np.uint8)
-    out.append(Fixture(
+    yield Fixture(
         "totalseg_dicom_slab", nifti_image(np.rint(array).astype(np.int16), affine), nifti_image(liver, affine),
         {"id": "totalseg_dicom_slab", "source": "TotalSegmentator tests/reference_files (Apache-2.0)",
          "what": "20-slice contrast CT slab of the upper abdomen, from its JPEG 2000 DICOM series; label: "
-                 "TotalSegmentator liver (class 5)", "labels": {"background": 0, "liver": 1}}))
+                 "TotalSegmentator liver (class 5)", "labels": {"background": 0, "liver": 1}})
 
     dq = shared / "dcmqi-liver-3slice"
     array, affine = _load_dicom(sorted(dq.glob("ct-3slice_*.dcm")))
@@ -150,12 +151,11 @@ def shared_fixtures(shared: Path) -> list[Fixture]:
     seg_affine[:3, 3] = seg.origin
     seg_affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ seg_affine  # LPS to RAS
     liver = _reoriented_like(nifti_image(mask, seg_affine), affine)
-    out.append(Fixture(
+    yield Fixture(
         "dcmqi_liver_3slice", nifti_image(np.rint(array).astype(np.int16), affine), nifti_image(liver, affine),
         {"id": "dcmqi_liver_3slice", "source": "QIICR/dcmqi data/segmentations (BSD-3-Clause)",
          "what": "three CT slices; label: the liver segment of the DICOM SEG liver.dcm",
-         "labels": {"background": 0, "liver": 1}}))
-    return out
+         "labels": {"background": 0, "liver": 1}})
 
 
 def write_fixture(f: Fixture, out: Path) -> dict[str, Path]:
