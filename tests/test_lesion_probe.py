@@ -11,8 +11,8 @@ import torch
 from scipy import ndimage
 
 from lib.bench.lesion_probe import AWAY_VOXELS, BORDER_VOXELS, ProbeConfig, make_crops, probe
-from lib.cli.bench_commands import labelled_studies
 from lib.cli.main import main
+from lib.data.labelled import labelled_studies
 from lib.metrics.lesions import LIVER, TUMOUR
 from lib.model.checkpoint import save_state_dict
 from lib.model.network import build_unet

@@ -234,11 +234,11 @@ def evaluate_models(model_dir: str, heldout: str, out: str, conf: str) -> None:
     import tempfile
 
     from ..configs.liver_tumor import LiverTumor
+    from ..data.labelled import labelled_studies
     from ..data.phantoms.study import known_tumours
     from ..metrics.evaluate import evaluate, summarise
 
-    studies = Path(heldout)
-    cases = [(p.name.removesuffix(".nii.gz"), p, studies / "truth" / p.name) for p in sorted(studies.glob("*.nii.gz"))]
+    cases = labelled_studies(Path(heldout))
     extra = {k: v for k, v in json.loads(conf).items() if k in ("spacing", "roi_size")}
     results = {}
     for name, checkpoint in (("trained", Path(model_dir) / "liver_tumor.pt"), ("shipped", DEMO_CHECKPOINT)):

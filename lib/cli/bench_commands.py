@@ -10,6 +10,7 @@ import logging
 import sys
 from pathlib import Path
 
+from ..data.labelled import labelled_studies
 from .common import CliError, existing_dir, non_negative_int, output_dir, positive_int
 
 
@@ -171,16 +172,6 @@ def run_startup(args: argparse.Namespace) -> None:
 
 
 PICTURED = 6  # studies in bench accuracy's picture
-
-
-def labelled_studies(studies: Path, truth: Path | None) -> list[tuple[str, Path, Path]]:
-    """(id, image, label) of each image in `studies` with a label of the same name in `truth` (STUDIES/truth)."""
-    truth = truth or studies / "truth"
-    cases = [(p.name.removesuffix(".nii.gz"), p, truth / p.name) for p in sorted(studies.glob("*.nii.gz"))
-             if (truth / p.name).exists()]
-    if not cases:
-        raise CliError(f"no study in {studies} has a label of the same name in {truth}")
-    return cases
 
 
 def run_accuracy(args: argparse.Namespace) -> None:
