@@ -30,7 +30,7 @@ serve: $(STAMP)
 # Two pytest processes, each taking whole test files (module-scoped servers stay in one process)
 test: $(STAMP)
 	scripts/system-packages
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
 
 sample-data: $(STAMP)
 	$(BIN)/liver-tumor sample-data --out sample-data

@@ -179,9 +179,9 @@ def test_on_lits_case_117_in_another_voxel_order_it_finds_the_liver_and_most_les
 
 
 def test_on_the_totalsegmentator_ct_it_finds_the_liver(weights, shared_data, tmp_path):
-    from lib.data.fixtures import shared_fixtures, write_fixture
+    from lib.data.fixtures import totalseg_fixture, write_fixture
 
-    fixture = next(f for f in shared_fixtures(shared_data) if f.id == "totalseg_ct")
+    fixture = totalseg_fixture(shared_data)
     write_fixture(fixture, tmp_path)
     label, result = segment(weights, tmp_path / "totalseg_ct.nii.gz", tmp_path)
     dice = compare(Path(result["file"]), tmp_path / "truth" / "totalseg_ct.nii.gz")

@@ -83,9 +83,9 @@ def test_the_transform_is_random_per_crop_and_repeatable_by_seed():
 
 
 def test_it_works_on_a_real_ct_with_a_liver_mask(shared_data):
-    from lib.data.fixtures import shared_fixtures
+    from lib.data.fixtures import totalseg_fixture
 
-    fixture = next(f for f in shared_fixtures(shared_data) if f.id == "totalseg_ct")
+    fixture = totalseg_fixture(shared_data)
     hu = np.asanyarray(fixture.image.dataobj).astype(np.float32)
     liver = np.asanyarray(fixture.label.dataobj) == 1
     p = paint(np.random.default_rng(0), hu, liver, fixture.image.header.get_zooms()[:3], 3, (10.0, 30.0))

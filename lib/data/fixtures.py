@@ -117,22 +117,27 @@ def _load_dicom(files: list[Path]) -> tuple[np.ndarray, np.ndarray]:
         return np.asarray(img), np.asarray(img.affine, dtype=np.float64)
 
 
-def shared_fixtures(shared: Path) -> Iterator[Fixture]:
-    """The real studies of ../shared/data with their liver labels, each read when it is reached (callers that want
-    the TotalSegmentator CT stop before the DICOM series are decoded)."""
-    import pydicom
-    import pydicom_seg
-
+def totalseg_fixture(shared: Path) -> Fixture:
+    """TotalSegmentator's example abdomen CT with its silver liver: the one whole real CT of ../shared/data."""
     ts = shared / "totalsegmentator-example"
     ct = nib.load(ts / "ct.nii.gz")
     silver = nib.load(ts / "ct_liver_silver.nii.gz")
-    yield Fixture(
+    return Fixture(
         "totalseg_ct", nifti_image(np.asanyarray(ct.dataobj).astype(np.int16), ct.affine),
         nifti_image(_reoriented_like(silver, ct.affine).astype(np.uint8), ct.affine),
         {"id": "totalseg_ct", "source": "TotalSegmentator tests/reference_files (Apache-2.0)",
          "what": "abdomen and pelvis CT, 3 mm; label: silver-standard liver (TotalSegmentator output)",
          "labels": {"background": 0, "liver": 1}})
 
+
+def shared_fixtures(shared: Path) -> Iterator[Fixture]:
+    """The real studies of ../shared/data with their liver labels, each read when it is reached."""
+    import pydicom
+    import pydicom_seg
+
+    yield totalseg_fixture(shared)
+
+    ts = shared / "totalsegmentator-example"
     array, affine = _load_dicom(sorted((ts / "dicom").iterdir()))
     labels = nib.load(ts / "dicom_totalseg_labels.nii.gz")
     liver = (_reoriented_like(labels, affine) == 5).astype(np.uint8)

@@ -19,7 +19,7 @@ import torch
 
 from ..configs.liver_tumor import LiverTumor
 from ..data.atomic import copy_file
-from ..data.fixtures import lits_fixture, lits_wheel, shared_data_dir, shared_fixtures, write_fixture
+from ..data.fixtures import lits_fixture, lits_wheel, shared_data_dir, totalseg_fixture, write_fixture
 from ..data.phantoms.batch import make_phantoms
 from ..data.phantoms.study import known_tumours, study_id, study_paths
 from ..data.sample_datastore import final_label_path
@@ -157,4 +157,4 @@ def real_fixtures() -> list:
     """LiTS case 117, and the TotalSegmentator CT where ../shared/data is beside the project."""
     fixtures = [lits_fixture(lits_wheel())]
     shared = shared_data_dir()
-    return fixtures + ([f for f in shared_fixtures(shared) if f.id == "totalseg_ct"] if shared else [])
+    return fixtures + ([totalseg_fixture(shared)] if shared else [])

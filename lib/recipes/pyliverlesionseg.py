@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..data.atomic import copy_file, save_json
-from ..data.fixtures import lits_fixture, lits_wheel, shared_data_dir, shared_fixtures, write_fixture
+from ..data.fixtures import lits_fixture, lits_wheel, shared_data_dir, totalseg_fixture, write_fixture
 from ..data.wheels import cached_wheel
 from ..metrics.dice import compare
 from ..metrics.lesions import lesion_detection
@@ -100,7 +100,7 @@ def evaluate_on_real_ct(weights: Path, work: Path, cache: Path | None = None, fi
     fixtures = [lits_fixture(lits_wheel(cache, find_links))]
     shared = shared_data_dir()
     if shared is not None:
-        fixtures += [f for f in shared_fixtures(shared) if f.id == "totalseg_ct"]
+        fixtures += [totalseg_fixture(shared)]
     config = PyLiverLesionSeg()
     config.init("pyliverlesionseg", str(work / "model"), {"pyliverlesionseg_path": str(weights)}, None)
     task = config.infer()
