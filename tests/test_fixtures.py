@@ -15,7 +15,15 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from lib.data.fixtures import LITS_MEMBERS, LITS_REQUIREMENT, LITS_WHEEL, lits_fixture, shared_fixtures
+from lib.data.fixtures import (
+    LITS_MEMBERS,
+    LITS_REQUIREMENT,
+    LITS_WHEEL,
+    SHARED_ENV,
+    lits_fixture,
+    real_ct_fixtures,
+    shared_fixtures,
+)
 from lib.data.phantoms.study import plan
 from lib.data.phantoms.tissues import HU_RANGES, Tissue
 
@@ -134,6 +142,18 @@ def test_shared_real_studies(shared_data, tmp_path):
     lps_origin = np.diag([-1, -1, 1]) @ seg.label.affine[:3, 3]
     assert np.allclose(lps_origin, header["space origin"], atol=1e-2)
     assert np.array_equal(np.asanyarray(seg.label.dataobj), mask.astype(np.uint8))
+
+
+def test_the_real_ct_measured_on_is_lits_117_and_totalsegmentators_ct_where_shared(shared_data, tmp_path,
+                                                                                   monkeypatch):
+    wheel, image, _ = standin_wheel(tmp_path / "index", np.random.default_rng(1))
+    cache = tmp_path / "cache"
+    real = real_ct_fixtures(cache, str(wheel.parent))
+    assert [f.id for f in real] == ["lits_117", "totalseg_ct"]
+    assert np.array_equal(np.asanyarray(real[0].image.dataobj), image)
+    assert real[1].image.shape == next(shared_fixtures(shared_data)).image.shape
+    monkeypatch.setenv(SHARED_ENV, str(tmp_path / "absent"))
+    assert [f.id for f in real_ct_fixtures(cache)] == ["lits_117"]  # the cached wheel; no shared data
 
 
 def test_phantom_liver_hu_covers_the_real_livers(shared_data):

@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..data.fixtures import lits_fixture, lits_wheel, shared_data_dir, totalseg_fixture, write_fixture
+from ..data.fixtures import real_ct_fixtures, write_fixture
 from ..data.phantoms.batch import make_phantoms
 from ..data.phantoms.study import known_tumours, study_id, study_paths
 from ..metrics.evaluate import evaluate, summarise
@@ -64,10 +64,7 @@ def cases(work: Path, cfg: ModelsBenchConfig) -> dict[str, list[tuple[str, Path,
     out = {"held-out phantoms": [(sid, study_paths(folder, sid)["image"], study_paths(folder, sid)["label"])
                                  for sid in (study_id(cfg.seed, i) for i in range(cfg.full + cfg.medium))]}
     if cfg.real:
-        real = [lits_fixture(lits_wheel())]
-        shared = shared_data_dir()
-        real += [totalseg_fixture(shared)] if shared else []
-        for f in real:
+        for f in real_ct_fixtures():
             write_fixture(f, work / "real")
             out[f.id] = [(f.id, work / "real" / f"{f.id}.nii.gz", work / "real" / "truth" / f"{f.id}.nii.gz")]
     return out

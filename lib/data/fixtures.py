@@ -181,6 +181,13 @@ def lits_wheel(cache: Path | None = None, find_links: str | None = None) -> Path
         raise FixtureError(str(e)) from None
 
 
+def real_ct_fixtures(cache: Path | None = None, find_links: str | None = None) -> list[Fixture]:
+    """The real CT the models are measured on, never trained on: LiTS case 117, and the TotalSegmentator CT where
+    ../shared/data is beside the project."""
+    shared = shared_data_dir()
+    return [lits_fixture(lits_wheel(cache, find_links))] + ([totalseg_fixture(shared)] if shared else [])
+
+
 def make_fixtures(out: Path, cache: Path | None = None, find_links: str | None = None,
                   shared: Path | None = None) -> tuple[list[str], str | None]:
     """Write every fixture that can be made here; returns their ids and why the shared ones were skipped."""

@@ -19,7 +19,7 @@ import torch
 
 from ..configs.liver_tumor import LiverTumor
 from ..data.atomic import copy_file
-from ..data.fixtures import lits_fixture, lits_wheel, shared_data_dir, totalseg_fixture, write_fixture
+from ..data.fixtures import real_ct_fixtures, write_fixture
 from ..data.phantoms.batch import make_phantoms
 from ..data.phantoms.study import known_tumours, study_id, study_paths
 from ..data.sample_datastore import final_label_path
@@ -129,7 +129,7 @@ def make_demo_model(work: Path, out: Path = DEMO_CHECKPOINT, epochs: int | None 
     rows = evaluate(task, [(sid, study_paths(test, sid)["image"], study_paths(test, sid)["label"])
                            for sid in test_ids], {"device": "cpu"}, known=known_tumours)
     real = {}
-    for fixture in real_fixtures():  # measured only: never trained or tuned on
+    for fixture in real_ct_fixtures():  # measured only: never trained or tuned on
         write_fixture(fixture, work / "real")
         case = [(fixture.id, work / "real" / f"{fixture.id}.nii.gz", work / "real" / "truth" / f"{fixture.id}.nii.gz")]
         real[fixture.id] = summarise(evaluate(task, case, {"device": "cpu"}))
@@ -151,10 +151,3 @@ def make_demo_model(work: Path, out: Path = DEMO_CHECKPOINT, epochs: int | None 
     save_state_dict(load_network(half), out, half=True, meta=card)
     (work / "demo-card.json").write_text(json.dumps(card, indent=1))
     return card
-
-
-def real_fixtures() -> list:
-    """LiTS case 117, and the TotalSegmentator CT where ../shared/data is beside the project."""
-    fixtures = [lits_fixture(lits_wheel())]
-    shared = shared_data_dir()
-    return fixtures + ([totalseg_fixture(shared)] if shared else [])

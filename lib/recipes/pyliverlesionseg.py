@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..data.atomic import copy_file, save_json
-from ..data.fixtures import lits_fixture, lits_wheel, shared_data_dir, totalseg_fixture, write_fixture
+from ..data.fixtures import real_ct_fixtures, write_fixture
 from ..data.wheels import cached_wheel
 from ..metrics.dice import compare
 from ..metrics.lesions import lesion_detection
@@ -97,10 +97,7 @@ def evaluate_on_real_ct(weights: Path, work: Path, cache: Path | None = None, fi
     """Dice and lesion detection through the app's InferTask (as /infer runs it) on the real studies here."""
     from ..configs.pyliverlesionseg import PyLiverLesionSeg
 
-    fixtures = [lits_fixture(lits_wheel(cache, find_links))]
-    shared = shared_data_dir()
-    if shared is not None:
-        fixtures += [totalseg_fixture(shared)]
+    fixtures = real_ct_fixtures(cache, find_links)
     config = PyLiverLesionSeg()
     config.init("pyliverlesionseg", str(work / "model"), {"pyliverlesionseg_path": str(weights)}, None)
     task = config.infer()
