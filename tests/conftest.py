@@ -54,6 +54,31 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
                           cwd=cwd or ROOT, env={**os.environ, **(env or {})}, timeout=timeout)
 
 
+def cli(*args: str) -> subprocess.CompletedProcess:
+    """`liver-tumor ARGS` run in this process, answered as run_cli answers. For refusals and for commands that only
+    read and write files: a fresh process would add only its imports (MONAI's alone take 7 s here)."""
+    import io
+    import logging
+
+    from lib.cli.main import main
+
+    out, err, root = io.StringIO(), io.StringIO(), logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as e:  # argparse's refusals
+            code = e.code
+        finally:  # a command's logging.basicConfig would otherwise write to `err` from then on
+            root.handlers[:], root.level = handlers, level
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+
+
+def cli_error(*args: str) -> str:
+    """The one-line error of `liver-tumor ARGS`, run in this process."""
+    return one_line_error(cli(*args))
+
+
 def one_line_error(proc: subprocess.CompletedProcess) -> str:
     """The CLI's error: exit status 2 and one error line, the last on stderr (progress may come before it)."""
     assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)

@@ -1,27 +1,27 @@
 """The benchmark commands as a user runs them."""
 
-from .conftest import one_line_error, run_cli
+from .conftest import cli_error, run_cli
 
 
 def test_bench_accuracy_needs_studies_with_truth(tmp_path):
     (tmp_path / "truth").mkdir()
-    line = one_line_error(run_cli("bench", "accuracy", "--studies", tmp_path))
+    line = cli_error("bench", "accuracy", "--studies", tmp_path)
     assert "has a label of the same name" in line
 
 
 def test_bench_infer_names_an_unknown_case(tmp_path):
-    line = one_line_error(run_cli("bench", "infer", "--cases", "lits_117,nope", "--work", tmp_path))
+    line = cli_error("bench", "infer", "--cases", "lits_117,nope", "--work", tmp_path)
     assert "unknown cases nope" in line and "full_512x512x200" in line
 
 
 def test_bench_train_refuses_a_bad_budget(tmp_path):
-    assert "--minutes" in one_line_error(run_cli("bench", "train", "--minutes", "0", "--work", tmp_path))
+    assert "--minutes" in cli_error("bench", "train", "--minutes", "0", "--work", tmp_path)
 
 
 def test_bench_startup_refuses_a_study_that_is_not_in_sample_data(tmp_path):
     # the benchmark itself starts two servers for minutes: docs/reliability.md; tests/test_server_responsive.py
     # checks the same behaviour on one server
-    error = one_line_error(run_cli("bench", "startup", "--studies", "phantom_9999_000", "--out", tmp_path))
+    error = cli_error("bench", "startup", "--studies", "phantom_9999_000", "--out", tmp_path)
     assert "--studies" in error and "phantom_9999_000" in error
 
 

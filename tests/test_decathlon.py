@@ -17,7 +17,7 @@ from monailabel.datastore.local import LocalDatastore
 
 from lib.data.decathlon import cases, datalist, load_split, make_standin
 
-from .conftest import one_line_error, run_cli
+from .conftest import cli, cli_error
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_named_split_has_the_seed_sizes():
 
 
 def test_cli_split_prints_it(task_dir):
-    proc = run_cli("decathlon", "split", "--name", "seed", "--task-dir", task_dir)
+    proc = cli("decathlon", "split", "--name", "seed", "--task-dir", task_dir)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     split = load_split("seed")
@@ -63,7 +63,7 @@ def test_read_in_place_as_an_extra_training_source(task_dir):
 
 def test_import_into_a_datastore_monai_label_opens(task_dir, tmp_path):
     store = tmp_path / "store"
-    proc = run_cli("decathlon", "import", task_dir, "--into", store, "--unlabelled")
+    proc = cli("decathlon", "import", task_dir, "--into", store, "--unlabelled")
     assert proc.returncode == 0, proc.stderr
     ds = LocalDatastore(str(store), extensions=("*.nii.gz", "*.nii"))
     assert sorted(ds.list_images()) == sorted(f"liver_{i}" for i in (0, 1, 2, 3, 131, 132))
@@ -74,13 +74,13 @@ def test_import_into_a_datastore_monai_label_opens(task_dir, tmp_path):
                               np.asanyarray(nib.load(task_dir / "labelsTr" / name).dataobj))
     # importing again changes nothing
     before = {p: p.stat().st_mtime_ns for p in store.rglob("*.nii.gz")}
-    assert run_cli("decathlon", "import", task_dir, "--into", store).returncode == 0
+    assert cli("decathlon", "import", task_dir, "--into", store).returncode == 0
     assert {p: p.stat().st_mtime_ns for p in store.rglob("*.nii.gz")} == before
 
 
 def test_import_one_subset_of_the_split(task_dir, tmp_path):
     store = tmp_path / "store"
-    proc = run_cli("decathlon", "import", task_dir, "--into", store, "--split", "seed", "--subset", "train")
+    proc = cli("decathlon", "import", task_dir, "--into", store, "--split", "seed", "--subset", "train")
     wanted = [c for c in load_split("seed")["train"] if c in {f"liver_{i}" for i in range(4)}]
     if not wanted:
         assert proc.returncode == 2
@@ -96,25 +96,25 @@ def test_bad_folders_are_named_and_nothing_is_written(task_dir, tmp_path):
     before = tree_state(store)
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert "no dataset.json" in one_line_error(run_cli("decathlon", "import", empty, "--into", store))
-    assert "does not exist" in one_line_error(run_cli("decathlon", "import", tmp_path / "nope", "--into", store))
+    assert "no dataset.json" in cli_error("decathlon", "import", empty, "--into", store)
+    assert "does not exist" in cli_error("decathlon", "import", tmp_path / "nope", "--into", store)
 
     broken = tmp_path / "broken" / "Task03_Liver"
     shutil.copytree(task_dir, broken)
     (broken / "labelsTr" / "liver_2.nii.gz").unlink()
-    assert "liver_2.nii.gz" in one_line_error(run_cli("decathlon", "import", broken, "--into", store))
+    assert "liver_2.nii.gz" in cli_error("decathlon", "import", broken, "--into", store)
 
     shutil.rmtree(broken)
     shutil.copytree(task_dir, broken)
     label = nib.load(broken / "labelsTr" / "liver_3.nii.gz")
     nib.save(nib.Nifti1Image(np.asanyarray(label.dataobj)[:-1], label.affine), broken / "labelsTr" / "liver_3.nii.gz")
-    assert "liver_3" in one_line_error(run_cli("decathlon", "import", broken, "--into", store))
+    assert "liver_3" in cli_error("decathlon", "import", broken, "--into", store)
 
     (broken / "dataset.json").write_text("{not json")
-    assert "not valid JSON" in one_line_error(run_cli("decathlon", "import", broken, "--into", store))
-    assert "--subset" in one_line_error(run_cli("decathlon", "import", task_dir, "--into", store, "--subset", "train"))
-    assert "unknown split" in one_line_error(run_cli("decathlon", "import", task_dir, "--into", store, "--split",
-                                                     "nope", "--subset", "train"))
+    assert "not valid JSON" in cli_error("decathlon", "import", broken, "--into", store)
+    assert "--subset" in cli_error("decathlon", "import", task_dir, "--into", store, "--subset", "train")
+    assert "unknown split" in cli_error("decathlon", "import", task_dir, "--into", store, "--split",
+                                        "nope", "--subset", "train")
     assert tree_state(store) == before
 
 
@@ -123,7 +123,7 @@ def test_a_different_study_of_the_same_name_is_not_overwritten(task_dir, tmp_pat
     store.mkdir()
     (store / "liver_1.nii.gz").write_bytes(b"someone else's study")
     before = tree_state(store)
-    assert "different study named liver_1" in one_line_error(run_cli("decathlon", "import", task_dir, "--into", store))
+    assert "different study named liver_1" in cli_error("decathlon", "import", task_dir, "--into", store)
     assert tree_state(store) == before
 
 
@@ -144,16 +144,15 @@ def served_archive(task_dir, tmp_path):
 
 def test_download_through_monai_checks_the_md5(served_archive, task_dir, tmp_path):
     url, md5 = served_archive
-    proc = run_cli("decathlon", "download", "--out", tmp_path / "dl", "--url", url, "--md5", md5)
+    proc = cli("decathlon", "download", "--out", tmp_path / "dl", "--url", url, "--md5", md5)
     assert proc.returncode == 0, proc.stderr
     got = tmp_path / "dl" / "Task03_Liver"
     assert tree_state(got) == tree_state(task_dir) and not (tmp_path / "dl" / "Task03_Liver.tar").exists()
-    assert "already exists" in one_line_error(
-        run_cli("decathlon", "download", "--out", tmp_path / "dl", "--url", url, "--md5", md5))
+    assert "already exists" in cli_error("decathlon", "download", "--out", tmp_path / "dl", "--url", url, "--md5", md5)
 
-    line = one_line_error(run_cli("decathlon", "download", "--out", tmp_path / "bad", "--url", url, "--md5", "0" * 32))
+    line = cli_error("decathlon", "download", "--out", tmp_path / "bad", "--url", url, "--md5", "0" * 32)
     assert "could not download" in line and not (tmp_path / "bad" / "Task03_Liver").exists()
-    line = one_line_error(run_cli("decathlon", "download", "--out", tmp_path / "gone", "--url", url + ".missing"))
+    line = cli_error("decathlon", "download", "--out", tmp_path / "gone", "--url", url + ".missing")
     assert "could not download" in line
 
 

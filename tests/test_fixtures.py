@@ -27,7 +27,7 @@ from lib.data.fixtures import (
 from lib.data.phantoms.study import plan
 from lib.data.phantoms.tissues import HU_RANGES, Tissue
 
-from .conftest import one_line_error, run_cli
+from .conftest import cli_error, run_cli
 
 
 def standin_wheel(folder: Path, rng: np.random.Generator) -> tuple[Path, np.ndarray, np.ndarray]:
@@ -70,8 +70,8 @@ def test_lits_round_trip_through_a_local_index(tmp_path):
 
 
 def test_unreachable_index_is_one_clear_line(tmp_path):
-    line = one_line_error(run_cli("fixtures", "--out", tmp_path / "f", "--cache", tmp_path / "c",
-                                  "--find-links", tmp_path / "nowhere"))
+    line = cli_error("fixtures", "--out", tmp_path / "f", "--cache", tmp_path / "c",
+                     "--find-links", tmp_path / "nowhere")
     assert "could not download liver-ct-segmentation-package==1.6.0" in line
     assert not (tmp_path / "f").exists()
 
@@ -79,7 +79,7 @@ def test_unreachable_index_is_one_clear_line(tmp_path):
 def test_a_corrupt_wheel_is_named(tmp_path):
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / LITS_WHEEL).write_bytes(b"not a zip")
-    line = one_line_error(run_cli("fixtures", "--out", tmp_path / "f", "--cache", tmp_path / "c"))
+    line = cli_error("fixtures", "--out", tmp_path / "f", "--cache", tmp_path / "c")
     assert LITS_WHEEL in line
 
 

@@ -16,7 +16,7 @@ from lib.data.phantoms.render import NoiseStream
 from lib.data.phantoms.study import plan
 from lib.data.phantoms.tissues import HU_RANGES, PHASES, Tissue
 
-from .conftest import one_line_error, run_cli
+from .conftest import cli, cli_error
 
 
 def canonical(img: nib.Nifti1Image) -> tuple[np.ndarray, np.ndarray]:
@@ -203,7 +203,7 @@ def test_presets_are_known():
 
 def test_cli_writes_studies_with_parameters_and_resumes(tmp_path):
     out = tmp_path / "ph"
-    proc = run_cli("phantoms", "--out", out, "--count", "2", "--seed", "7")
+    proc = cli("phantoms", "--out", out, "--count", "2", "--seed", "7")
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(ln) for ln in proc.stdout.splitlines()]
     assert [ln["id"] for ln in lines] == ["phantom_7_000", "phantom_7_001"]
@@ -217,7 +217,7 @@ def test_cli_writes_studies_with_parameters_and_resumes(tmp_path):
         assert abs((np.asanyarray(label.dataobj) == 1).sum() * np.prod(image.header.get_zooms()) / 1000
                    - params["label_liver_ml"]) < 0.01
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*.nii.gz")}
-    assert run_cli("phantoms", "--out", out, "--count", "2", "--seed", "7").returncode == 0
+    assert cli("phantoms", "--out", out, "--count", "2", "--seed", "7").returncode == 0
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.nii.gz")} == before  # nothing redone
     assert not list(out.rglob(".*"))  # no temporary files left
 
@@ -230,7 +230,7 @@ def test_cli_writes_studies_with_parameters_and_resumes(tmp_path):
     (["--count", "1"], "--seed"),
 ])
 def test_cli_rejects_bad_arguments_without_writing(tmp_path, args, message):
-    line = one_line_error(run_cli("phantoms", "--out", tmp_path / "x", *args))
+    line = cli_error("phantoms", "--out", tmp_path / "x", *args)
     assert message in line
     assert not (tmp_path / "x").exists()
 
@@ -238,5 +238,5 @@ def test_cli_rejects_bad_arguments_without_writing(tmp_path, args, message):
 def test_cli_rejects_a_file_as_output_folder(tmp_path):
     f = tmp_path / "file"
     f.write_text("not a folder")
-    assert "is a file" in one_line_error(run_cli("phantoms", "--out", f, "--count", "1", "--seed", "1"))
+    assert "is a file" in cli_error("phantoms", "--out", f, "--count", "1", "--seed", "1")
     assert f.read_text() == "not a folder"

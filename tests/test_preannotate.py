@@ -15,7 +15,7 @@ import numpy as np
 from lib.dicom.series import nifti_to_series
 from lib.settings import DEMO_CHECKPOINT
 
-from .conftest import ROOT, liver_dice_in_world, one_line_error, run_cli
+from .conftest import ROOT, cli_error, liver_dice_in_world, run_cli
 
 SAMPLE = ROOT / "sample-data"
 
@@ -93,15 +93,13 @@ def test_mixed_folder_sharded_then_resumed(tmp_path):
 
 
 def test_bad_arguments_are_one_line_errors(tmp_path):
-    from .conftest import one_line_error
-
-    assert "no such folder" in one_line_error(run_cli("preannotate", "--studies", tmp_path / "absent", "--out",
-                                                      tmp_path / "out"))
+    assert "no such folder" in cli_error("preannotate", "--studies", tmp_path / "absent", "--out",
+                                         tmp_path / "out")
     (tmp_path / "empty").mkdir()
-    assert "no NIfTI files or DICOM series" in one_line_error(
-        run_cli("preannotate", "--studies", tmp_path / "empty", "--out", tmp_path / "out", "--device", "cpu"))
-    assert "--model" in one_line_error(run_cli("preannotate", "--studies", SAMPLE, "--out", tmp_path / "out",
-                                               "--model", tmp_path / "none.pt"))
+    assert "no NIfTI files or DICOM series" in cli_error("preannotate", "--studies", tmp_path / "empty", "--out",
+                                                         tmp_path / "out", "--device", "cpu")
+    assert "--model" in cli_error("preannotate", "--studies", SAMPLE, "--out", tmp_path / "out",
+                                  "--model", tmp_path / "none.pt")
 
 
 def test_who_pre_annotates():
@@ -121,6 +119,6 @@ def test_who_pre_annotates():
 
 
 def test_the_model_name_and_a_checkpoint_are_not_mixed(tmp_path):
-    line = one_line_error(run_cli("preannotate", "--studies", SAMPLE, "--out", tmp_path / "out", "--model",
-                                  DEMO_CHECKPOINT, "--model-name", "pyliverlesionseg"))
+    line = cli_error("preannotate", "--studies", SAMPLE, "--out", tmp_path / "out", "--model",
+                     DEMO_CHECKPOINT, "--model-name", "pyliverlesionseg")
     assert "--model-name" in line

@@ -23,7 +23,7 @@ from lib.recipes.pyliverlesionseg import PUBLISHED_SHA256, REQUIREMENT, WHEEL, W
 from lib.transforms.pyliverlesionseg import lesion_input, median3, zoom_mask
 from lib.transforms.zoom import zoom3d
 
-from .conftest import one_line_error, run_cli
+from .conftest import cli_error
 
 
 @pytest.fixture(scope="module")
@@ -123,8 +123,8 @@ def test_a_wheel_that_is_not_the_published_one_is_refused(tmp_path):
     with pytest.raises(DownloadError, match="SHA-256"):
         cached_wheel(REQUIREMENT, WHEEL, tmp_path, published_sha256=PUBLISHED_SHA256)
     assert not (tmp_path / WHEEL).exists()
-    line = one_line_error(run_cli("pyliverlesionseg-model", "--out", tmp_path / "w.pt", "--cache", tmp_path / "c",
-                                  "--find-links", tmp_path / "nowhere"))
+    line = cli_error("pyliverlesionseg-model", "--out", tmp_path / "w.pt", "--cache", tmp_path / "c",
+                     "--find-links", tmp_path / "nowhere")
     assert "could not download pyliverlesionseg==0.3" in line and not (tmp_path / "w.pt").exists()
 
 

@@ -27,7 +27,7 @@ from lib.data.study_cache import StudyCache, prune
 from lib.model.checkpoint import load_network, read_card
 from lib.trainers.retrain import RetrainTrigger
 
-from .conftest import ROOT, TINY, decathlon_standin, one_line_error, run_cli, served
+from .conftest import ROOT, TINY, cli_error, decathlon_standin, run_cli, served
 
 
 @pytest.fixture(scope="module")
@@ -110,12 +110,12 @@ def test_a_killed_run_leaves_a_loadable_model_and_resumes(store, tmp_path):
 
 
 def test_resume_without_a_run_and_bad_options_are_clear_errors(store, tmp_path):
-    err = one_line_error(run_cli("train", "--datastore", store, "--model-dir", tmp_path, "--resume", *TINY))
+    err = cli_error("train", "--datastore", store, "--model-dir", tmp_path, "--resume", *TINY)
     assert "no run to resume" in err
-    assert "--datastore, --decathlon" in one_line_error(run_cli("train", "--model-dir", tmp_path))
-    assert "--device" in one_line_error(run_cli("train", "--datastore", store, "--device", "tpu"))
-    err = one_line_error(run_cli("train", "--datastore", store, "--model-dir", tmp_path, *TINY,
-                                 "--conf", "amp_dtype", "fp8"))
+    assert "--datastore, --decathlon" in cli_error("train", "--model-dir", tmp_path)
+    assert "--device" in cli_error("train", "--datastore", store, "--device", "tpu")
+    err = cli_error("train", "--datastore", store, "--model-dir", tmp_path, *TINY,
+                    "--conf", "amp_dtype", "fp8")
     assert "amp_dtype" in err
 
 
