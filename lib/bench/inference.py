@@ -4,7 +4,7 @@ For each case and each pipeline, in a fresh process (so that peak resident memor
 latency from the file on disk to the label written (median of `runs`), the time of each stage, the peak resident
 memory, the network's share of the time and its achieved GFLOP/s, and Dice against ground truth; then Dice
 between the two labels. Alone: the matrix-multiply peak and the network's forward pass on one window, fp32 and
-bf16, on the same machine in the same run.
+bf16, on the same machine in the same run (--no-peaks leaves them out).
 
 The baseline is the seed's pipeline as documented: the whole volume resampled to 1.0 mm, 160^3 windows, overlap
 0.25, fp32, no cascade, no clean-up (the seed has none). Dice bounds are judged against the baseline's label after
@@ -74,6 +74,7 @@ class InferBenchConfig:
     checkpoint: str | None = None  # None: the app's default (the demo checkpoint)
     pipelines: tuple[str, ...] = ("baseline", "app")
     levers: tuple[str, ...] = ()  # variants of the app run on the first case only (LEVERS)
+    peaks: bool = True  # the machine's matrix-multiply peak and one-window forward rates (about 15 s on the CPU)
 
 
 # ---- the cases
@@ -362,15 +363,17 @@ def summarise_pipeline(result: dict) -> dict:
 def run(work: Path, cfg: InferBenchConfig, progress: Callable[[str], None] = print) -> dict:
     started = time.time()
     device = cfg.device
-    peaks = {"fp32": round(matmul_peak(torch.float32, device), 1)}
-    if device.startswith("cuda"):
-        peaks["fp16"] = round(matmul_peak(torch.float16, device), 1)
-        peaks["bf16"] = round(matmul_peak(torch.bfloat16, device), 1)
-    elif cpu_has_bf16():
-        peaks["bf16"] = round(matmul_peak(torch.bfloat16, device), 1)
-    progress(f"matrix-multiply peak GFLOP/s: {peaks}")
-    forward = forward_rates(device)
-    progress(f"forward pass on one 160^3 window: {forward}")
+    peaks, forward = {}, []
+    if cfg.peaks:
+        peaks = {"fp32": round(matmul_peak(torch.float32, device), 1)}
+        if device.startswith("cuda"):
+            peaks["fp16"] = round(matmul_peak(torch.float16, device), 1)
+            peaks["bf16"] = round(matmul_peak(torch.bfloat16, device), 1)
+        elif cpu_has_bf16():
+            peaks["bf16"] = round(matmul_peak(torch.bfloat16, device), 1)
+        progress(f"matrix-multiply peak GFLOP/s: {peaks}")
+        forward = forward_rates(device)
+        progress(f"forward pass on one 160^3 window: {forward}")
     cases = {}
     for name in cfg.cases:
         image, truth = case_files(name, work)
@@ -409,7 +412,7 @@ def table(result: dict) -> str:
     """The short table: per case and pipeline, latency, speed-up, memory, network rate, Dice, region."""
     peak = result["matmul_peak_gflop_per_s"]
     lines = [f"{result['device']}, {result['threads']} threads; matmul peak GFLOP/s: "
-             + ", ".join(f"{k} {v}" for k, v in peak.items()),
+             + (", ".join(f"{k} {v}" for k, v in peak.items()) or "not measured (--no-peaks)"),
              f"{'case':<18} {'median s':>8} {'speedup':>7} {'peak MB':>7} {'net GFLOP/s':>11} {'liver':>6} "
              f"{'tumour':>6} {'region':>6}  pipeline"]
     for name, c in result["cases"].items():
