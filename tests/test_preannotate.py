@@ -15,7 +15,7 @@ import numpy as np
 from lib.dicom.series import nifti_to_series
 from lib.settings import DEMO_CHECKPOINT
 
-from .conftest import ROOT, cli_error, liver_dice_in_world, run_cli
+from .conftest import ROOT, cli, cli_error, liver_dice_in_world, run_cli
 
 SAMPLE = ROOT / "sample-data"
 
@@ -82,10 +82,9 @@ def test_mixed_folder_sharded_then_resumed(tmp_path):
     thumb = plt.imread(str(out / "thumbs" / "phantom_2026_004.png"))
     assert overview.shape[0] == 4 * thumb.shape[0]  # one row per labelled study
 
-    # again: the done studies are skipped, the failed ones are tried again and fail again
+    # again, one process (this one): the done studies are skipped, the failed ones are tried again and fail again
     mtimes = {p.name: p.stat().st_mtime_ns for p in (out / "labels").iterdir()}
-    again = run_cli("preannotate", "--studies", studies, "--out", out, "--device", "cpu", "--model",
-                    DEMO_CHECKPOINT)
+    again = cli("preannotate", "--studies", studies, "--out", out, "--device", "cpu", "--model", DEMO_CHECKPOINT)
     assert again.returncode == 0, again.stderr[-3000:]
     summary = json.loads(again.stdout)
     assert summary["processed_this_run"] == 2 and summary["ok"] == 4 and summary["failed"] == 2
