@@ -55,8 +55,9 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    """`liver-tumor ARGS` run in this process, answered as run_cli answers. For refusals and for commands that only
-    read and write files: a fresh process would add only its imports (MONAI's alone take 7 s here)."""
+    """`liver-tumor ARGS` run in this process, answered as run_cli answers. For refusals and short commands (file
+    conversions, a resumed run with nothing left to do): a fresh process would add only its imports (MONAI's alone
+    take 7 s here)."""
     import io
     import logging
 
