@@ -117,6 +117,52 @@ def test_who_pre_annotates():
     assert choose([], 9, 3, {})["model"] is None
 
 
+def test_a_comparison_segments_again_only_what_changed(tmp_path):
+    """After each training run both models segment the run's validation studies; the model trained on patients is
+    the same file every time, so a study whose image and final label are unchanged keeps its earlier Dice."""
+    import os
+
+    from lib.preannotate.choice import OWN, PATIENTS, compare
+
+    studies = [(sid, SAMPLE / f"{sid}.nii.gz", tmp_path / f"{sid}_final.nii.gz")
+               for sid in ("phantom_2026_004", "phantom_2026_005")]
+    for sid, _, label in studies:
+        shutil.copy(SAMPLE / "truth" / f"{sid}.nii.gz", label)
+    calls: dict[str, list[str]] = {OWN: [], PATIENTS: []}
+
+    def model(name: str, liver_only: bool):
+        def infer(request):  # a label file, as an InferTask answers: the truth, or its liver without tumours
+            calls[name].append(os.path.basename(request["image"]))
+            truth = nib.load(SAMPLE / "truth" / os.path.basename(request["image"]))
+            data = np.asanyarray(truth.dataobj).copy()
+            if liver_only:
+                data[data == 2] = 1
+            out = tmp_path / f"{name}_{len(calls[name])}.nii.gz"
+            nib.save(nib.Nifti1Image(data, truth.affine), out)
+            return str(out), {}
+        return infer
+
+    versions = {OWN: tmp_path / "own.pt", PATIENTS: tmp_path / "patients.pt"}
+    for path in versions.values():
+        path.write_bytes(b"weights")
+    tasks = {OWN: model(OWN, False), PATIENTS: model(PATIENTS, True)}
+    first = compare(tasks, studies, {k: str(v) for k, v in versions.items()}, tmp_path)
+    assert first["scores"][OWN] == 1.0 and first["scores"][PATIENTS] < 1.0
+    assert len(calls[OWN]) == len(calls[PATIENTS]) == 2 and first["reused"] == {OWN: [], PATIENTS: []}
+
+    os.utime(versions[OWN], ns=(1, 1))  # the next run published a new model; one final label was corrected
+    corrected = nib.load(studies[1][2])
+    data = np.asanyarray(corrected.dataobj).copy()
+    data[data == 2] = 1  # its lesions were not lesions
+    nib.save(nib.Nifti1Image(data, corrected.affine), studies[1][2])
+    second = compare(tasks, studies, {k: str(v) for k, v in versions.items()}, tmp_path)
+    assert calls[OWN][2:] == ["phantom_2026_004.nii.gz", "phantom_2026_005.nii.gz"]
+    assert calls[PATIENTS][2:] == ["phantom_2026_005.nii.gz"]
+    assert second["reused"] == {OWN: [], PATIENTS: ["phantom_2026_004"]}
+    assert second["cases"][PATIENTS][0] == first["cases"][PATIENTS][0]
+    assert second["scores"][PATIENTS] != first["scores"][PATIENTS]  # measured against the new label
+
+
 def test_the_model_name_and_a_checkpoint_are_not_mixed(tmp_path):
     line = cli_error("preannotate", "--studies", SAMPLE, "--out", tmp_path / "out", "--model",
                      DEMO_CHECKPOINT, "--model-name", "pyliverlesionseg")

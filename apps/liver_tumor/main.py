@@ -198,7 +198,8 @@ class LiverTumorApp(MONAILabelApp):
         logger.info("comparing %s and %s on %d validation studies for pre-annotation", *tasks, len(studies))
         versions = {name: task.info()["model"]["path"] for name, task in tasks.items()}
         record = choice.compare(tasks, studies, versions, self.model_dir, _default_device())
-        logger.info("pre-annotation scores: %s", record["scores"])
+        logger.info("pre-annotation scores: %s (studies measured before with the same model, image and label: %s)",
+                    record["scores"], record["reused"])
 
     # ---- retraining as labels accumulate
     def on_save_label(self, image_id: str, label_id: str) -> dict:
