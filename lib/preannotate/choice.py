@@ -10,6 +10,7 @@ list of models (3D Slicer's and OHIF's first choice), and `liver-tumor preannota
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -17,6 +18,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from ..data.atomic import save_json
+from ..data.study_cache import entry_key
 from ..metrics.evaluate import evaluate
 
 CHOICE_FILE = "preannotation.json"
@@ -32,15 +34,6 @@ def score(rows: list[dict]) -> float | None:
     return round(float(np.mean(per_study)), 4) if per_study else None
 
 
-def fingerprint(path: str | Path | None) -> str | None:
-    """A file as it is now: its path, size and modification time (None where there is no file)."""
-    try:
-        stat = Path(path).stat() if path else None
-    except OSError:
-        return None
-    return f"{path}:{stat.st_size}:{stat.st_mtime_ns}" if stat else None
-
-
 def compare(tasks: dict[str, Callable[[dict], tuple]], studies: Iterable[tuple[str, Path, Path]],
             versions: dict[str, str | None], model_dir: Path, device: str = "cpu") -> dict[str, Any]:
     """Each model on the same studies (id, image, final label): its score and per-study Dice, recorded. A study
@@ -48,14 +41,16 @@ def compare(tasks: dict[str, Callable[[dict], tuple]], studies: Iterable[tuple[s
     trained on patients never changes, and its pipeline takes about 40 s a study on a CPU, at every training run."""
     studies = list(studies)
     last = read(model_dir)
-    models = {name: fingerprint(versions.get(name)) for name in tasks}
-    inputs = {sid: [fingerprint(image), fingerprint(label)] for sid, image, label in studies}
+    before = last.get("fingerprints", {})
+    # the study cache's key: each file's path, size and modification time
+    paths = {name: versions.get(name) for name in tasks}
+    models = {name: entry_key({"model": p}, "") if p and os.path.isfile(p) else None for name, p in paths.items()}
+    inputs = {sid: entry_key({"image": str(image), "label": str(label)}, "") for sid, image, label in studies}
     scores, cases, reused = {}, {}, {}
     for name, task in tasks.items():
-        same_model = models[name] is not None and last.get("fingerprints", {}).get("models", {}).get(name) == \
-            models[name]
+        same_model = models[name] is not None and before.get("models", {}).get(name) == models[name]
         known = {r["id"]: r for r in last.get("cases", {}).get(name, [])
-                 if same_model and last["fingerprints"].get("studies", {}).get(r["id"]) == inputs.get(r["id"])}
+                 if same_model and before.get("studies", {}).get(r["id"]) == inputs.get(r["id"])}
         todo = [s for s in studies if s[0] not in known]
         rows = {r["id"]: {k: r.get(k) for k in ("id", "liver_dice", "tumour_dice", "seconds")}
                 for r in evaluate(task, todo, {"device": device, "logging": "WARNING"})}
