@@ -3,7 +3,8 @@ responsive for every annotator, driven through MONAI Label's client on a loopbac
 
 - the first uncertainty next-sample answers at once, from what is scored so far plus a named fallback, while the
   background scorer works through the studies;
-- /info, next-sample and a label save answer while two inferences run (they take turns), and the scorer pauses;
+- /info, next-sample and a label save answer while two inferences run (they take turns) without waiting for either,
+  and the scorer pauses;
 - a 3D Slicer .seg.nrrd label is stored as NIfTI on its image's grid;
 - SIGTERM ends the server's children (a training run, a scoring run) within 10 s, and none starts meanwhile;
 - started again, the server keeps the scores it had and goes on from there.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import statistics
 import threading
 import time
 import urllib.request
@@ -102,7 +104,11 @@ def test_info_next_sample_and_label_saves_answer_while_two_inferences_run(server
     for t in threads:
         t.join()
     assert len(spans) == 2 and len(latencies["info"]) >= 3, (spans, latencies)
-    assert max(max(v) for v in latencies.values()) < 1.0, latencies
+    # Not queued behind an inference: each request took a small part of the shorter inference (7 s here alone), and
+    # the typical one well under a second; no absolute bound on the slowest, which a shared machine's noise sets.
+    shortest = min(end - start for start, end in spans)
+    assert max(max(v) for v in latencies.values()) < shortest / 4, (spans, latencies)
+    assert all(statistics.median(v) < 0.5 for v in latencies.values()), latencies
     assert min(end for _, end in spans) - started > 1.0  # the two took turns: one ended well after the other began
     assert "paused while an inference runs" in activities
 
