@@ -46,7 +46,9 @@ def test_slicer_sequence(running_server):
     assert model["model"]["available"] and "synthetic" in model["model"]["trained_on"]
     assert {"random", "first", "mc_dropout"} <= set(info["strategies"])
 
-    sample = client.next_sample("random", {})
+    # `first`, not `random`: the same study every run (the locator misses 005's and 008's livers, and a whole-volume
+    # inference of either took this test from 59 to 107 s)
+    sample = client.next_sample("first", {})
     sample_id = sample["id"]
     truth = ROOT / "sample-data" / "truth" / f"{sample_id}.nii.gz"
     assert sample_id in {p.name.removesuffix(".nii.gz") for p in studies.glob("*.nii.gz")}
