@@ -6,8 +6,9 @@ RAS -> resample to the model's spacing -> HU window -21..189 to 0..1 -> crop to 
 (and smooth a study noisier than the model has learnt) -> sliding-window UNet (CUDA with AMP, or CPU with bf16
 where it has it, channels-last) -> argmax (tumours the model is unsure of dropped, when asked) -> back to the
 crop's grid (the inverse of the pre-processing, nearest neighbour, done once on the label) -> clean up (one
-liver, tumour near it, no specks) -> report volumes and lesions -> paste into the study's shape -> write, with
-its affine.
+liver, tumour near it, no specks) -> when asked, the second reader (a lesion network at 1 mm over the liver, and of
+both networks' tumours those a reader keeps) -> report volumes and lesions -> paste into the study's shape -> write,
+with its affine.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 from monai.inferers import Inferer, SlidingWindowInferer
-from monai.transforms import Compose, Invertd, SqueezeDimd
+from monai.transforms import Compose, CopyItemsd, Invertd, SqueezeDimd
 from monailabel.interfaces.tasks.infer_v2 import InferType
 from monailabel.tasks.infer.basic_infer import BasicInferTask
 from monailabel.utils.others.generic import file_ext
@@ -34,6 +35,8 @@ from ..errors import ModelUnavailable
 from ..model.autocast import AutocastInferer, autocast_dtype
 from ..model.checkpoint import load_network, read_card
 from ..model.network import LABELS, build_unet
+from ..reader.lesion_network import load_lesion_network
+from ..reader.trees import Trees
 from ..scoring.signals import foreground_entropy
 from ..settings import Settings, request_options
 from ..transforms.denoise import SmoothNoisyd
@@ -42,6 +45,9 @@ from ..transforms.load import LoadCTd
 from ..transforms.postprocess import LiverTumorPostprocessd, channel_argmax, tumour_biased, unsure_tumours_dropped
 from ..transforms.preprocess import fitted_roi, preprocessing
 from ..transforms.report import LesionReportd
+from ..transforms.second_reader import SecondReaderd
+
+SECOND_READER_CT = "second_reader_ct"  # the region's CT, kept for the second reader
 
 
 class LiverTumorInfer(BasicInferTask):
@@ -61,6 +67,7 @@ class LiverTumorInfer(BasicInferTask):
         self.settings = settings
         self._loaded: dict[str, tuple[torch.nn.Module, str, float]] = {}
         self._locators: dict[str, Locator] = {}
+        self._readers: dict[str, tuple[torch.nn.Module, Trees]] = {}
 
     # ---- what clients see
     def model_path(self) -> str | None:
@@ -99,6 +106,7 @@ class LiverTumorInfer(BasicInferTask):
         return [StashImagePathd(), LoadCTd("image", dtype=None, max_mb=self.settings.max_image_mb,
                                            json_key=self.output_json_key),
                 CropToLiverd("image", lambda: self._locator(data) if cascade else "cascade off in the request"),
+                *([CopyItemsd("image", names=SECOND_READER_CT)] if options["second_reader"] else []),
                 *preprocessing(self.settings.spacing),
                 SmoothNoisyd("image", self.output_json_key, options["denoise_above_hu"], options["denoise_sigma_mm"],
                              self.settings.spacing)]
@@ -157,10 +165,15 @@ class LiverTumorInfer(BasicInferTask):
         return out, data.get(self.output_json_key, {})
 
     def post_transforms(self, data=None) -> Sequence[Callable]:
-        s = self.settings
+        s, data = self.settings, data or {}
+        options = self._options(data)
+        reader = [SecondReaderd(self.output_label_key, SECOND_READER_CT, self.output_json_key,
+                                lambda: self._second_reader(data), options["second_reader_threshold"],
+                                self._dtype(data))] if options["second_reader"] else []
         return [
             LiverTumorPostprocessd(self.output_label_key, s.tumour_margin_mm, s.min_tumour_ml),
             SqueezeDimd(keys=self.output_label_key, dim=0),
+            *reader,
             LesionReportd(self.output_label_key, self.output_json_key),  # all of the label lies in the region
             PasteIntoStudyd(self.output_label_key, self.output_json_key),
             RestoreImagePathd(),
@@ -181,6 +194,18 @@ class LiverTumorInfer(BasicInferTask):
             network = network.to(memory_format=torch.channels_last_3d)
         self._loaded[str(device)] = (network, path, mtime)
         return network
+
+    def _second_reader(self, data: dict[str, Any]) -> tuple[torch.nn.Module, Trees]:
+        """The lesion network on the request's device and the reader, loaded once."""
+        device = str(data.get("device", "cpu"))
+        if device not in self._readers:
+            folder = Path(self.settings.second_reader_path)
+            for name in ("lesion_net.pt", "reader.json"):
+                if not (folder / name).exists():
+                    raise ModelUnavailable(f"second_reader: no {name} in {folder} (--conf second_reader_path)")
+            self._readers[device] = (load_lesion_network(folder / "lesion_net.pt", device),
+                                     Trees(folder / "reader.json"))
+        return self._readers[device]
 
     def _locator(self, data: dict[str, Any]) -> Locator | str:
         """The locator on the request's device, loaded once; or why there is none (the plain path)."""

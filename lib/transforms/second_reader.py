@@ -1,0 +1,51 @@
+"""The second reader after the clean-up: the lesion network's tumours beside the shipped model's, and of both only
+the candidates the reader keeps (docs/model.md, run R1). On the region's grid, before the lesion report."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from monai.networks.nets import UNet
+from monai.transforms import MapTransform
+
+from ..reader.candidates import candidates, measurements
+from ..reader.lesion_network import lesion_probability
+from ..reader.trees import Trees
+
+
+class SecondReaderd(MapTransform):
+    """(X, Y, Z) label of the region and its CT (`ct_key`, popped) -> the label with the liver as it was and, as
+    tumour, the candidates the reader gives `threshold` or more; what it read goes into the result JSON."""
+
+    def __init__(self, key: str, ct_key: str, json_key: str, models: Callable[[], tuple[UNet, Trees]],
+                 threshold: float, dtype: torch.dtype | None) -> None:
+        super().__init__(keys=[key])
+        self.key, self.ct_key, self.json_key = key, ct_key, json_key
+        self.models, self.threshold, self.dtype = models, threshold, dtype
+
+    def __call__(self, data):
+        d = dict(data)
+        start = time.perf_counter()
+        ct, label = d.pop(self.ct_key), d[self.key]
+        array = torch.as_tensor(label).cpu().numpy().astype(np.uint8)
+        if tuple(ct.shape) != array.shape:
+            raise RuntimeError(f"the region's CT {tuple(ct.shape)} and label {array.shape} differ")
+        net, trees = self.models()
+        spacing = np.linalg.norm(np.asarray(ct.affine, float)[:3, :3], axis=0)
+        prob = lesion_probability(ct, array > 0, net, self.dtype)
+        parts = candidates(array, prob, spacing)
+        x = measurements(ct.as_tensor().numpy().astype(np.float32), array, prob, parts, spacing)
+        score = trees.probability(x)
+        kept = np.flatnonzero(score >= self.threshold) + 1
+        out = (array > 0).astype(np.uint8)
+        out[np.isin(parts, kept)] = 2
+        result = torch.from_numpy(out)
+        d[self.key] = MetaTensor(result, meta=label.meta) if isinstance(label, MetaTensor) else result
+        d[self.json_key] = {**d.get(self.json_key, {}), "second_reader": {
+            "candidates": len(score), "kept": len(kept), "threshold": self.threshold,
+            "scores": [round(float(s), 3) for s in score], "seconds": round(time.perf_counter() - start, 2)}}
+        return d
