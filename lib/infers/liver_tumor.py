@@ -36,6 +36,7 @@ from ..model.autocast import AutocastInferer, autocast_dtype
 from ..model.checkpoint import load_network, read_card
 from ..model.network import LABELS, build_unet
 from ..reader.lesion_network import load_lesion_network
+from ..reader.transform import SecondReaderd
 from ..reader.trees import Trees
 from ..scoring.signals import foreground_entropy
 from ..settings import Settings, request_options
@@ -45,7 +46,6 @@ from ..transforms.load import LoadCTd
 from ..transforms.postprocess import LiverTumorPostprocessd, channel_argmax, tumour_biased, unsure_tumours_dropped
 from ..transforms.preprocess import fitted_roi, preprocessing
 from ..transforms.report import LesionReportd
-from ..transforms.second_reader import SecondReaderd
 
 SECOND_READER_CT = "second_reader_ct"  # the region's CT, kept for the second reader
 

@@ -12,9 +12,9 @@ from monai.data import MetaTensor
 from monai.networks.nets import UNet
 from monai.transforms import MapTransform
 
-from ..reader.candidates import candidates, measurements
-from ..reader.lesion_network import lesion_probability
-from ..reader.trees import Trees
+from .candidates import candidates, measurements
+from .lesion_network import lesion_probability
+from .trees import Trees
 
 
 class SecondReaderd(MapTransform):
