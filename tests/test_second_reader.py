@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from lib.errors import ModelUnavailable
 from lib.infers.liver_tumor import LiverTumorInfer
 from lib.reader.candidates import FEATURES, candidates, measurements
 from lib.reader.trees import Trees
@@ -127,3 +128,12 @@ def test_the_reader_keeps_the_candidates_it_scores_at_the_threshold_or_more(task
     none, result = run(task, path, second_reader=True, second_reader_threshold=1.0)
     assert result["second_reader"]["kept"] == 0
     assert np.array_equal(none, (plain > 0).astype(none.dtype))   # every tumour read out, into the liver
+
+
+def test_a_missing_reader_says_which_file_and_option(task_and_study, tmp_path):
+    task, path = task_and_study
+    settings = Settings.from_conf({"pretrained_path": task.settings.pretrained_path, "spacing": "3", "roi_size": "64",
+                                   "locator_path": "none", "second_reader_path": str(tmp_path)})
+    bare = LiverTumorInfer([task.settings.pretrained_path], settings, "test")
+    with pytest.raises(ModelUnavailable, match="no lesion_net.pt in .*second_reader_path"):
+        bare({"image": str(path), "device": "cpu", "second_reader": True})
