@@ -11,6 +11,7 @@ import torch
 from monai.data import MetaTensor
 from monai.networks.nets import UNet
 from monai.transforms import MapTransform
+from nibabel.affines import voxel_sizes
 
 from .candidates import candidates, measurements
 from .lesion_network import lesion_probability
@@ -35,7 +36,7 @@ class SecondReaderd(MapTransform):
         if tuple(ct.shape) != array.shape:
             raise RuntimeError(f"the region's CT {tuple(ct.shape)} and label {array.shape} differ")
         net, trees = self.models()
-        spacing = np.linalg.norm(np.asarray(ct.affine, float)[:3, :3], axis=0)
+        spacing = voxel_sizes(np.asarray(ct.affine, float))
         prob = lesion_probability(ct, array > 0, net, self.dtype)
         parts = candidates(array, prob, spacing)
         x = measurements(ct.as_tensor().numpy().astype(np.float32), array, prob, parts, spacing)

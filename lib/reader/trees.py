@@ -16,17 +16,19 @@ class Trees:
         doc = json.loads(Path(path).read_text())
         if tuple(doc["features"]) != FEATURES:
             raise ValueError(f"{path}: the reader's features {doc['features']} are not the app's {FEATURES}")
-        self.init, self.rate, self.trees = float(doc["init"]), float(doc["rate"]), doc["trees"]
+        self.init, self.rate = float(doc["init"]), float(doc["rate"])
+        # (left, right, feature, threshold, value) of each tree, as arrays once, not on every request
+        self.trees = [tuple(np.asarray(t[k]) for k in ("left", "right", "feature", "threshold", "value"))
+                      for t in doc["trees"]]
 
     def probability(self, x: np.ndarray) -> np.ndarray:
         """(n, FEATURES) -> the probability that each candidate is a true lesion."""
         raw = np.full(len(x), self.init)
-        for t in self.trees:
+        rows = np.arange(len(x))
+        for left, right, feature, threshold, value in self.trees:
             node = np.zeros(len(x), int)
-            left, right = np.asarray(t["left"]), np.asarray(t["right"])
-            feature, threshold, value = np.asarray(t["feature"]), np.asarray(t["threshold"]), np.asarray(t["value"])
             while (inner := left[node] != -1).any():
-                go_left = x[np.arange(len(x)), feature[node]] <= threshold[node]
+                go_left = x[rows, feature[node]] <= threshold[node]
                 node = np.where(inner, np.where(go_left, left[node], right[node]), node)
             raw += self.rate * value[node]
         return 1 / (1 + np.exp(-raw))
