@@ -13,7 +13,7 @@ both are written here.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import nibabel as nib
@@ -29,6 +29,15 @@ from ..transforms.postprocess import FULL_CONNECTIVITY
 from ..transforms.preprocess import HU_WINDOW
 
 
+@dataclass(frozen=True)
+class CoarseLiver:
+    """The locator's liver: its largest component, (X, Y, Z) bool on the locator's RAS grid, with that grid's
+    affine."""
+
+    mask: np.ndarray
+    affine: np.ndarray
+
+
 @dataclass
 class Region:
     """A box of the original voxel grid (start inclusive, stop exclusive per axis) and why it was chosen."""
@@ -39,6 +48,7 @@ class Region:
     reason: str
     liver_ml: float = 0.0
     seconds: float = 0.0
+    liver: CoarseLiver | None = field(default=None, repr=False, compare=False)  # the locator's, when it found one
 
     @property
     def slices(self) -> tuple[slice, slice, slice]:
@@ -48,7 +58,8 @@ class Region:
         return float(np.prod([b - a for a, b in zip(self.start, self.stop)]) / np.prod(shape[:3]))
 
     def to_json(self, shape: tuple[int, ...]) -> dict[str, Any]:
-        return {**asdict(self), "fraction_of_volume": round(self.fraction(shape), 4)}
+        return {**{f.name: getattr(self, f.name) for f in fields(self) if f.name != "liver"},
+                "fraction_of_volume": round(self.fraction(shape), 4)}
 
 
 def whole(shape: tuple[int, ...], reason: str, **kw: Any) -> Region:
@@ -114,19 +125,21 @@ class Locator:
         if liver_ml < self.min_liver_ml:
             return whole(shape, f"no liver found at low resolution (largest candidate {liver_ml:.0f} mL)",
                          liver_ml=liver_ml, seconds=time.perf_counter() - started)
-        box = ndimage.find_objects((components == int(sizes.argmax()) + 1).astype(np.uint8))[0]
+        largest = components == int(sizes.argmax()) + 1
+        liver = CoarseLiver(largest, np.asarray(mask.affine, float))
+        box = ndimage.find_objects(largest.astype(np.uint8))[0]
         lo, hi = np.array([s.start for s in box]), np.array([s.stop - 1 for s in box])
         grid = np.asarray(components.shape)
         if self.extent_mm is not None:
             start, stop = self._extent_box(lo, hi, np.asarray(mask.affine, float), affine, shape)
             return Region(start, stop, True, f"liver found: {' x '.join(f'{v:g}' for v in self.extent_mm)} mm "
-                          "around it", liver_ml, time.perf_counter() - started)
+                          "around it", liver_ml, time.perf_counter() - started, liver)
         # the locator's grid covers the scan; a liver within a voxel of its edge may go on outside the scan
         if (lo <= 1).any() or (hi >= grid - 2).any():
             return whole(shape, "the liver touches the border of the scan", liver_ml=liver_ml,
-                         seconds=time.perf_counter() - started)
+                         seconds=time.perf_counter() - started, liver=liver)
         start, stop = self._original_box(lo, hi, np.asarray(mask.affine, float), affine, shape)
-        return Region(start, stop, True, "liver found", liver_ml, time.perf_counter() - started)
+        return Region(start, stop, True, "liver found", liver_ml, time.perf_counter() - started, liver)
 
     def _original_box(self, lo: np.ndarray, hi: np.ndarray, coarse_affine: np.ndarray, affine: np.ndarray,
                       shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:

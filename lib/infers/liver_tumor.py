@@ -29,6 +29,7 @@ from monailabel.tasks.infer.basic_infer import BasicInferTask
 from monailabel.utils.others.generic import file_ext
 
 from ..cascade.crop import CropToLiverd, PasteIntoStudyd
+from ..cascade.gate import NearCoarseLiverd
 from ..cascade.locate import Locator
 from ..data.nifti import nifti_image
 from ..errors import ModelUnavailable
@@ -171,6 +172,7 @@ class LiverTumorInfer(BasicInferTask):
                                 lambda: self._second_reader(data), options["second_reader_threshold"],
                                 self._dtype(data))] if options["second_reader"] else []
         return [
+            NearCoarseLiverd(self.output_label_key, self.output_json_key, options["liver_gate_mm"]),
             LiverTumorPostprocessd(self.output_label_key, s.tumour_margin_mm, s.min_tumour_ml),
             SqueezeDimd(keys=self.output_label_key, dim=0),
             *reader,
