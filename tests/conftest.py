@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -87,6 +88,17 @@ def one_line_error(proc: subprocess.CompletedProcess) -> str:
     errors = [ln for ln in lines if "error" in ln.lower()]
     assert len(errors) == 1 and errors[0] == lines[-1], proc.stderr
     return errors[0]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def temporary_files_with_the_tests(tmp_path_factory) -> Iterator[None]:
+    """This process's temporary files go under pytest's own folder (which keeps its last three runs), not /tmp: an
+    InferTask writes each label to a temporary file its caller owns, and the tests that call one directly left
+    about 44 of them in /tmp a run. In this process only: the servers and browsers the tests start keep /tmp."""
+    previous = tempfile.tempdir
+    tempfile.tempdir = str(tmp_path_factory.mktemp("tempfiles"))
+    yield
+    tempfile.tempdir = previous
 
 
 @pytest.fixture(scope="session")
