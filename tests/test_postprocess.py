@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from lib.metrics.lesions import max_diameter_mm
-from lib.transforms.postprocess import channel_argmax, clean_label, tumour_biased, unsure_tumours_dropped
+from lib.transforms.postprocess import _clean_box, channel_argmax, clean_label, tumour_biased, unsure_tumours_dropped
 from lib.transforms.report import lesion_report
 
 
@@ -50,6 +50,27 @@ def test_a_tumour_beside_the_liver_is_measured_when_the_margin_is_under_a_voxel_
     assert out[20, 10, 3] == 2 and out[20, 20, 6] == 0
     wide = clean_label(label, (1.0, 1.0, 3.0), margin_mm=5.0, min_tumour_ml=0.0)
     assert wide[20, 10, 3] == 2 and wide[20, 20, 6] == 2
+
+def test_the_clean_up_of_the_labelled_box_is_that_of_the_whole_volume():
+    """clean_label works on the box around the labelled voxels (a study segmented whole is mostly far from its
+    liver); the strand cut's coarse grid (every 4th voxel in-plane at 0.4 mm) must fall as it falls over the whole
+    volume, wherever the box starts, and specks, strands and far tumours go as they go there."""
+    rng = np.random.default_rng(3)
+    for offset in [(7, 5, 3), (9, 10, 2), (13, 6, 5)]:
+        label = np.zeros((90, 80, 40), np.uint8)
+        x, y, z = offset
+        label[x:x + 30, y:y + 30, z:z + 20] = 1                    # a lobe
+        label[x + 36:x + 60, y:y + 30, z:z + 20] = 1               # another, joined by a strand 2 voxels thick
+        label[x + 30:x + 36, y + 14:y + 16, z + 9:z + 11] = 1
+        label[x + 5:x + 11, y + 5:y + 11, z + 5:z + 9] = 2         # a tumour inside
+        label[x + 62:x + 66, y + 10:y + 14, z + 5:z + 8] = 2       # one a little outside
+        label[x + 20 + rng.integers(0, 40), y + 40 + rng.integers(0, 20), z + rng.integers(0, 20)] = 2  # specks
+        label[x + rng.integers(0, 60), y + 45 + rng.integers(0, 20), z + rng.integers(0, 20)] = 1
+        spacing = (0.4, 0.4, 2.5)
+        whole = _clean_box(label, spacing, 5.0, 0.01)
+        assert np.array_equal(clean_label(label, spacing, 5.0, 0.01), whole)
+        assert whole[x + 5:x + 11, y + 5:y + 11, z + 5:z + 9].min() == 2 and whole[x + 40:].max() == 0  # the 2nd lobe
+
 
 def test_report_measures_the_returned_grid():
     label = np.zeros((30, 30, 20), np.uint8)

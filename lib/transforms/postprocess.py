@@ -19,8 +19,36 @@ def clean_label(label: np.ndarray, spacing: tuple[float, float, float], margin_m
     tumour component, anywhere, is kept when it lies within margin_mm of that liver and holds at least
     min_tumour_ml. A removed tumour becomes liver where the liver encloses it, background elsewhere."""
     label = np.asarray(label).astype(np.uint8)
-    if not (label > 0).any():
+    box = _labelled_box(label, spacing)
+    if box is None:
         return label
+    out = np.zeros_like(label)
+    out[box] = _clean_box(label[box], spacing, margin_mm, min_tumour_ml)
+    return out
+
+
+def _labelled_box(label: np.ndarray, spacing: tuple[float, float, float]) -> tuple[slice, ...] | None:
+    """The box around every labelled voxel, widened by one step of the strand cut's coarse grid and started on
+    that grid, so that the clean-up inside it gives the label it gives over the whole volume (the components, the
+    distances and the coarse grid are the same); None when nothing is labelled. On a study segmented whole (the
+    locator's fall-back), most voxels are far from the liver: a 512 x 512 x 366 study's clean-up took 15 s."""
+    along = [np.flatnonzero(np.any(label, axis=tuple(a for a in range(3) if a != axis))) for axis in range(3)]
+    if not len(along[0]):
+        return None
+    box = []
+    for axis, (where, k) in enumerate(zip(along, _coarse_step(spacing))):
+        start = max(0, (int(where[0]) - k) // k * k)
+        box.append(slice(start, min(label.shape[axis], int(where[-1]) + k + 1)))
+    return tuple(box)
+
+
+def _coarse_step(spacing: tuple[float, float, float], bridge_mm: float = BRIDGE_MM) -> tuple[int, ...]:
+    return tuple(max(1, round(bridge_mm / (2 * s))) for s in spacing)
+
+
+def _clean_box(label: np.ndarray, spacing: tuple[float, float, float], margin_mm: float, min_tumour_ml: float
+               ) -> np.ndarray:
+    """clean_label's work on a box that holds every labelled voxel."""
     keep = KeepLargestConnectedComponent(applied_labels=[1, 2], is_onehot=False, independent=False)
     largest = np.asarray(keep(torch.tensor(label[None])))[0] > 0  # a copy: the transform works in place
     largest = _without_bridges(largest, spacing)
@@ -77,7 +105,7 @@ def _without_bridges(organ: np.ndarray, spacing: tuple[float, float, float], bri
     are found on a grid of about bridge_mm / 2 (every other voxel in-plane at 0.8 mm: a quarter of the distance
     transforms' work, which /infer pays on every study). MONAI's connected-component transforms keep or drop whole
     components; none cuts them at their narrow parts."""
-    step = tuple(max(1, round(bridge_mm / (2 * s))) for s in spacing)
+    step = _coarse_step(spacing, bridge_mm)
     coarse = organ[tuple(slice(None, None, k) for k in step)]
     coarse_spacing = tuple(s * k for s, k in zip(spacing, step))
     core = ndimage.distance_transform_edt(coarse, sampling=coarse_spacing) > bridge_mm
