@@ -9,6 +9,7 @@ than patch what it does not know. Everything else the app changes in MONAI Label
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -20,11 +21,11 @@ from typing import Any, Callable
 
 import jwt
 import monailabel
-from fastapi import Depends, FastAPI, Request, UploadFile
+from fastapi import BackgroundTasks, Depends, FastAPI, Request, UploadFile
 from fastapi.responses import JSONResponse
 from monailabel.config import settings
 from monailabel.endpoints.user import auth
-from monailabel.utils.others.generic import file_checksum
+from monailabel.utils.others.generic import file_checksum, remove_file
 
 from .data.atomic import copy_file
 from .errors import InvalidInput, NotFound
@@ -108,6 +109,32 @@ def _checked_train_request(app: FastAPI) -> None:
     app.router.routes.insert(0, app.router.routes.pop())
 
 
+# ---- uploads removed when the request is refused
+def _removing_uploads_when_refused(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    """The endpoint, with the removals it queued run at once when it raises: MONAI Label writes each upload to a
+    temporary file and queues its removal as a background task, which Starlette runs only after a response that
+    succeeded."""
+    @functools.wraps(endpoint)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return endpoint(*args, **kwargs)
+        except BaseException:
+            for tasks in (a for a in (*args, *kwargs.values()) if isinstance(a, BackgroundTasks)):
+                for task in tasks.tasks:
+                    if task.func is remove_file:
+                        task.func(*task.args, **task.kwargs)
+            raise
+    return wrapped
+
+
+def _remove_refused_uploads(app: FastAPI) -> None:
+    from monailabel.endpoints import datastore, infer
+
+    datastore.add_image = _removing_uploads_when_refused(datastore.add_image)
+    datastore.save_label = _removing_uploads_when_refused(datastore.save_label)
+    infer.run_inference = _removing_uploads_when_refused(infer.run_inference)
+
+
 PATCHES = (
     Patch("endpoints in worker threads",
           "the endpoints are `async def` yet do their work synchronously (inference, label checks, next-sample), so "
@@ -130,6 +157,11 @@ PATCHES = (
           "(`{\"max_epochs\": 0}`, `{\"resume\": \"maybe\"}`) was answered 200 and failed later, seen only in "
           "/train/'s ERROR; here the app reads them first, as the run will, and a bad one is a 422 naming it",
           _checked_train_request),
+    Patch("refused uploads removed",
+          "`PUT /datastore/image`, `PUT /datastore/label` and `POST /infer` with a file write the upload to a "
+          "temporary file and remove it in a background task, which runs only when the answer is a success: every "
+          "upload the app refused (a 4xx) stayed in the server's temporary folder; here it is removed then too",
+          _remove_refused_uploads),
 )
 
 

@@ -134,7 +134,9 @@ ANSWERS: dict[str, dict] = {}  # kept in runs/bad-input.json: the catalogue with
 def server(tmp_path_factory):
     # inference at 3 mm, the sample studies' own spacing: quick, and what is checked here is not accuracy
     conf = {"pretrained_path": str(DEMO_CHECKPOINT), "max_image_mb": str(MAX_IMAGE_MB), "spacing": "3"}
-    with served(tmp_path_factory.mktemp("bad-input"), conf) as (client, studies, app_dir):
+    root = tmp_path_factory.mktemp("bad-input")
+    (root / "tmp").mkdir()  # the server's temporary folder: uploads go there while they are checked
+    with served(root, conf, env={"TMPDIR": str(root / "tmp")}) as (client, studies, app_dir):
         yield client._server_url.rstrip("/"), studies, app_dir
     (ROOT / "runs").mkdir(exist_ok=True)
     (ROOT / "runs" / "bad-input.json").write_text(json.dumps(ANSWERS, indent=1) + "\n")
@@ -144,7 +146,7 @@ def server(tmp_path_factory):
 def test_bad_input_is_refused_and_changes_nothing(server, case):
     url, studies, app_dir = server
     method, path, files, data, status, words = CATALOGUE[case]
-    before = datastore_digest(studies)
+    before, temporary = datastore_digest(studies), set((studies.parent / "tmp").iterdir())
     r = requests.request(method, url + path, files=files, data=data, timeout=300)
     ANSWERS[case] = {"request": f"{method} {path[:60]}", "status": r.status_code, "answer": r.text[:300]}
     assert r.status_code == status, (r.status_code, r.text[:300])
@@ -152,6 +154,8 @@ def test_bad_input_is_refused_and_changes_nothing(server, case):
     assert requests.get(url + "/info/", timeout=60).status_code == 200  # still serving
     assert datastore_digest(studies) == before
     assert not (app_dir / "model" / "liver_tumor.pt").exists()  # nothing replaced the model in use
+    left = [p.name for p in set((studies.parent / "tmp").iterdir()) - temporary]
+    assert not left, f"refused uploads left in the server's temporary folder: {left}"
 
 
 def test_a_model_upload_that_loads_replaces_the_model_in_use(server, tmp_path):
