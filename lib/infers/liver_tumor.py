@@ -5,10 +5,10 @@ load (and check, in the stored voxel type) -> find the liver at 4 mm and crop th
 RAS -> resample to the model's spacing -> HU window -21..189 to 0..1 -> crop to the body -> measure the noise
 (and smooth a study noisier than the model has learnt) -> sliding-window UNet (CUDA with AMP, or CPU with bf16
 where it has it, channels-last) -> argmax (tumours the model is unsure of dropped, when asked) -> back to the
-crop's grid (the inverse of the pre-processing, nearest neighbour, done once on the label) -> clean up (one
-liver, tumour near it, no specks) -> when asked, the second reader (a lesion network at 1 mm over the liver, and of
-both networks' tumours those a reader keeps) -> report volumes and lesions -> paste into the study's shape -> write,
-with its affine.
+crop's grid (the inverse of the pre-processing, nearest neighbour, done once on the label) -> when asked, what
+lies far from the locator's liver dropped (the liver gate) -> clean up (one liver, tumour near it, no specks) ->
+when asked, the second reader (a lesion network at 1 mm over the liver, and of both networks' tumours those a
+reader keeps) -> report volumes and lesions -> paste into the study's shape -> write, with its affine.
 """
 
 from __future__ import annotations

@@ -18,6 +18,8 @@ from ..transforms.preprocess import preprocessing
 
 SPACING_MM = (1.0, 1.0, 1.0)
 WINDOW, MARGIN_MM = (96, 96, 96), 8  # as L2 was measured (docs/model.md)
+# the app's default smoothing when L2 was measured, fixed here: the reader's trees were fitted on the network's
+# probabilities so made, whatever a request sets for the shipped model
 DENOISE_ABOVE_HU, DENOISE_SIGMA_MM = 10.0, 1.0
 
 
