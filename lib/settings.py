@@ -132,8 +132,8 @@ class Settings:
         "for crops of 32 voxels or fewer where the CPU's bf16 gradient is wrong: docs/training.md)",
         request=["infer", "train"]))
     channels_last: bool = field(default=True, metadata=_option(
-        "channels-last 3D memory layout for the network at inference (training does not use it: its backward pass "
-        "gave NaN gradients here)"))
+        "channels-last 3D memory layout for the networks at inference, the model's and the second reader's (training "
+        "does not use it: its backward pass gave NaN gradients here)"))
     locator_path: str = field(default=str(LOCATOR_CHECKPOINT), metadata=_option(
         "the small 4 mm UNet that finds the liver first, so that full resolution runs only around it; 'none': the "
         "whole volume at full resolution (per request: cascade)"))

@@ -10,10 +10,13 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
+import lib.reader.transform as reader_transform
 from lib.errors import ModelUnavailable
 from lib.infers.liver_tumor import LiverTumorInfer
-from lib.reader.candidates import FEATURES, candidates, measurements
+from lib.reader.candidates import EDGE_MM, FEATURES, candidates, measurements
+from lib.reader.lesion_network import build_lesion_unet, lesion_input, transposed_as_plain
 from lib.reader.trees import Trees
 from lib.settings import Settings
 
@@ -77,6 +80,42 @@ def test_candidates_are_the_union_near_the_liver_and_are_measured_on_the_ct():
     assert first[F["edge_frac"]] == 0 and first[F["elongation"]] == pytest.approx(1, abs=0.05)
 
 
+def test_edge_share_is_that_of_the_whole_liver_though_measured_in_each_candidates_box():
+    """Candidates at the liver's edge, at a corner and deep in a liver much larger than their boxes: the share
+    within EDGE_MM of the edge is what the whole liver's distance map gives."""
+    shape, spacing = (120, 100, 40), np.array([0.8, 0.8, 2.5])
+    label = np.zeros(shape, np.uint8)
+    label[5:115, 8:92, 3:37] = 1
+    for centre, radius in (((9, 50, 20), 6), ((60, 50, 20), 7), ((110, 88, 34), 5)):
+        label[ball(shape, centre, radius) & (label > 0)] = 2
+    ct = np.where(label == 2, 60.0, 100.0).astype(np.float32)
+    parts = candidates(label, np.zeros(shape, np.float32), spacing)
+    assert parts.max() == 3
+    depth = ndimage.distance_transform_edt(label > 0, sampling=spacing)
+    expected = [(depth[parts == i] <= EDGE_MM).mean() for i in range(1, 4)]
+    shares = measurements(ct, label, np.zeros(shape, np.float32), parts, spacing)[:, F["edge_frac"]]
+    assert np.array_equal(shares, expected)
+    assert expected[1] == 0 and 0 < expected[0] < 1 and 0 < expected[2] < 1  # deep in the liver; at edges
+
+
+def test_the_lesion_network_computes_the_same_with_plain_convolutions():
+    torch.manual_seed(0)
+    net = build_lesion_unet().eval()
+    for m in net.modules():  # batch norm statistics away from 0 and 1, so that the layers' order shows
+        if isinstance(m, torch.nn.BatchNorm3d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    x = torch.rand(1, 1, 32, 40, 24)
+    with torch.no_grad():
+        before = net(x)
+        transposed = [m for m in net.modules() if isinstance(m, torch.nn.ConvTranspose3d)]
+        plain = transposed_as_plain(net)
+        after = plain(x)
+    left = [m.stride for m in plain.modules() if isinstance(m, torch.nn.ConvTranspose3d)]
+    assert (1, 1, 1) in [m.stride for m in transposed] and left and (1, 1, 1) not in left
+    assert torch.allclose(before, after, atol=1e-5) and before.abs().max() > 0.1
+
+
 class BrightTumour(torch.nn.Module):
     """Liver where the windowed CT is above 0.5 (HU > 84), tumour where it is above 0.75 (HU > 136)."""
 
@@ -137,3 +176,29 @@ def test_a_missing_reader_says_which_file_and_option(task_and_study, tmp_path):
     bare = LiverTumorInfer([task.settings.pretrained_path], settings, "test")
     with pytest.raises(ModelUnavailable, match="no lesion_net.pt in .*second_reader_path"):
         bare({"image": str(path), "device": "cpu", "second_reader": True})
+
+
+@pytest.mark.parametrize("spacing, shared", [("1", True), ("3", False)])
+def test_the_lesion_network_reuses_the_models_input_only_when_made_alike(task_and_study, monkeypatch, spacing,
+                                                                         shared):
+    """At the lesion network's 1 mm (and its smoothing) the model's own input is handed over, and it is what the
+    lesion network would have made from the region's CT; at any other spacing it makes its own."""
+    task, path = task_and_study
+    settings = Settings.from_conf({"pretrained_path": task.settings.pretrained_path, "spacing": spacing,
+                                   "roi_size": "64", "locator_path": "none"})
+    given = []
+    made = reader_transform.lesion_probability
+
+    def spy(ct, region, net, dtype, image=None):
+        given.append((image, lesion_input(ct)))
+        return made(ct, region, net, dtype, image)
+
+    monkeypatch.setattr(reader_transform, "lesion_probability", spy)
+    label, result = run(LiverTumorInfer([task.settings.pretrained_path], settings, "test"), path, second_reader=True)
+    assert result["second_reader"]["candidates"] > 0 and len(given) == 1
+    image, own = given[0]
+    if shared:
+        assert image is not None and image.shape == own.shape and torch.equal(image.as_tensor(), own.as_tensor())
+        assert np.allclose(image.affine, own.affine)
+    else:
+        assert image is None

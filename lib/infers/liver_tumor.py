@@ -36,7 +36,7 @@ from ..errors import ModelUnavailable
 from ..model.autocast import AutocastInferer, autocast_dtype
 from ..model.checkpoint import load_network, read_card
 from ..model.network import LABELS, build_unet
-from ..reader.lesion_network import load_lesion_network
+from ..reader.lesion_network import DENOISE_ABOVE_HU, DENOISE_SIGMA_MM, SPACING_MM, load_lesion_network
 from ..reader.transform import SecondReaderd
 from ..reader.trees import Trees
 from ..scoring.signals import foreground_entropy
@@ -168,9 +168,13 @@ class LiverTumorInfer(BasicInferTask):
     def post_transforms(self, data=None) -> Sequence[Callable]:
         s, data = self.settings, data or {}
         options = self._options(data)
+        # the shipped model's input is the lesion network's when both were made alike: not made a second time
+        same_input = (tuple(s.spacing) == SPACING_MM and options["denoise_above_hu"] == DENOISE_ABOVE_HU
+                      and options["denoise_sigma_mm"] == DENOISE_SIGMA_MM)
         reader = [SecondReaderd(self.output_label_key, SECOND_READER_CT, self.output_json_key,
                                 lambda: self._second_reader(data), options["second_reader_threshold"],
-                                self._dtype(data))] if options["second_reader"] else []
+                                self._dtype(data), self.input_key if same_input else None)
+                  ] if options["second_reader"] else []
         return [
             NearCoarseLiverd(self.output_label_key, self.output_json_key, options["liver_gate_mm"]),
             LiverTumorPostprocessd(self.output_label_key, s.tumour_margin_mm, s.min_tumour_ml),
@@ -205,7 +209,8 @@ class LiverTumorInfer(BasicInferTask):
             for name in ("lesion_net.pt", "reader.json"):
                 if not (folder / name).exists():
                     raise ModelUnavailable(f"second_reader: no {name} in {folder} (--conf second_reader_path)")
-            self._readers[device] = (load_lesion_network(folder / "lesion_net.pt", device),
+            self._readers[device] = (load_lesion_network(folder / "lesion_net.pt", device,
+                                                         self.settings.channels_last),
                                      Trees(folder / "reader.json"))
         return self._readers[device]
 

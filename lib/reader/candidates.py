@@ -31,13 +31,15 @@ def measurements(ct: np.ndarray, label: np.ndarray, prob: np.ndarray, parts: np.
     the liver's edge, and the liver's CT number."""
     liver = (label == 1) & (parts == 0)
     liver_hu = float(np.median(ct[liver])) if liver.any() else 0.0
-    depth = ndimage.distance_transform_edt(label > 0, sampling=spacing)
     voxel_ml = float(np.prod(spacing)) / 1000
     pad = np.ceil(PAD_MM / spacing).astype(int)
     rows = []
     for i, sl in enumerate(ndimage.find_objects(parts), start=1):
         box = tuple(slice(max(s.start - p, 0), min(s.stop + p, n)) for s, p, n in zip(sl, pad, parts.shape))
         part = parts[box] == i
+        # the depth in the liver within the box alone: its pad (PAD_MM >= EDGE_MM) holds all the background within
+        # EDGE_MM of the candidate, so `depth <= EDGE_MM` is what the whole region's distance map says
+        depth = ndimage.distance_transform_edt(label[box] > 0, sampling=spacing)
         distance = ndimage.distance_transform_edt(~part, sampling=spacing)
         ring = (distance > RING_MM[0]) & (distance <= RING_MM[1]) & liver[box]
         hu = ct[box][part]
@@ -49,5 +51,5 @@ def measurements(ct: np.ndarray, label: np.ndarray, prob: np.ndarray, parts: np.
                      (label[box][part] == 2).mean(), hu.mean(), hu.std(), np.median(around), around.std(),
                      contrast, abs(contrast), abs(contrast) / max(float(around.std()), 1.0),
                      np.sqrt(eig[-1] / max(eig[0], 0.25)), part.sum() / np.prod([s.stop - s.start for s in sl]),
-                     (depth[box][part] <= EDGE_MM).mean(), liver_hu])
+                     (depth[part] <= EDGE_MM).mean(), liver_hu])
     return np.asarray(rows, float).reshape(-1, len(FEATURES))

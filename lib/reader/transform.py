@@ -9,7 +9,6 @@ from typing import Callable
 import numpy as np
 import torch
 from monai.data import MetaTensor
-from monai.networks.nets import UNet
 from monai.transforms import MapTransform
 from nibabel.affines import voxel_sizes
 
@@ -20,12 +19,14 @@ from .trees import Trees
 
 class SecondReaderd(MapTransform):
     """(X, Y, Z) label of the region and its CT (`ct_key`, popped) -> the label with the liver as it was and, as
-    tumour, the candidates the reader gives `threshold` or more; what it read goes into the result JSON."""
+    tumour, the candidates the reader gives `threshold` or more; what it read goes into the result JSON.
+    `input_key`: where the data holds the lesion network's input already (the shipped model's, when it was made
+    the same way: lesion_input), so that it is not made twice."""
 
-    def __init__(self, key: str, ct_key: str, json_key: str, models: Callable[[], tuple[UNet, Trees]],
-                 threshold: float, dtype: torch.dtype | None) -> None:
+    def __init__(self, key: str, ct_key: str, json_key: str, models: Callable[[], tuple[torch.nn.Module, Trees]],
+                 threshold: float, dtype: torch.dtype | None, input_key: str | None = None) -> None:
         super().__init__(keys=[key])
-        self.key, self.ct_key, self.json_key = key, ct_key, json_key
+        self.key, self.ct_key, self.json_key, self.input_key = key, ct_key, json_key, input_key
         self.models, self.threshold, self.dtype = models, threshold, dtype
 
     def __call__(self, data):
@@ -37,7 +38,7 @@ class SecondReaderd(MapTransform):
             raise RuntimeError(f"the region's CT {tuple(ct.shape)} and label {array.shape} differ")
         net, trees = self.models()
         spacing = voxel_sizes(np.asarray(ct.affine, float))
-        prob = lesion_probability(ct, array > 0, net, self.dtype)
+        prob = lesion_probability(ct, array > 0, net, self.dtype, d.get(self.input_key) if self.input_key else None)
         parts = candidates(array, prob, spacing)
         x = measurements(ct.as_tensor().numpy().astype(np.float32), array, prob, parts, spacing)
         score = trees.probability(x)
