@@ -182,7 +182,8 @@ def app_pipeline(checkpoint: Path | None, device: str, out_dir: Path, variant: s
     config = LiverTumor()
     if checkpoint:
         conf["pretrained_path"] = str(checkpoint)
-    config.init("liver_tumor", tempfile.mkdtemp(prefix="bench-infer-model-"), conf, None)
+    # the app's model folder (empty: nothing is trained here) in the benchmark's own, not left behind in /tmp
+    config.init("liver_tumor", tempfile.mkdtemp(prefix="bench-infer-model-", dir=out_dir), conf, None)
     task = config.infer()
     network = task._get_network(device, {})
     clock = NetworkClock(network, device)
