@@ -109,6 +109,36 @@ def shared_data() -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def hdf5(tmp_path_factory) -> dict[str, Path]:
+    """pyliverlesionseg's Keras weights from its PyPI wheel (a skip where the package index cannot be reached)."""
+    import zipfile
+
+    from lib.data.wheels import DownloadError, cached_wheel
+    from lib.model.pyliverlesionseg import STAGES
+    from lib.recipes.pyliverlesionseg import PUBLISHED_SHA256, REQUIREMENT, WHEEL, WHEEL_PYTHON
+
+    try:
+        wheel = cached_wheel(REQUIREMENT, WHEEL, python_version=WHEEL_PYTHON, published_sha256=PUBLISHED_SHA256)
+    except DownloadError as e:
+        pytest.skip(f"the package index is unreachable here: {e}")
+    folder = tmp_path_factory.mktemp("hdf5")
+    with zipfile.ZipFile(wheel) as zf:
+        return {stage.name: Path(zf.extract(stage.hdf5, folder)) for stage in STAGES}
+
+
+@pytest.fixture(scope="session")
+def weights(hdf5, tmp_path_factory) -> Path:
+    """The app's PyTorch port of them, made as `liver-tumor pyliverlesionseg-model` makes it."""
+    from lib.recipes.pyliverlesionseg import make_pyliverlesionseg_model
+
+    out = tmp_path_factory.mktemp("weights") / "pyliverlesionseg.pt"
+    card = make_pyliverlesionseg_model(out)
+    assert card["port_check"]["lesion"]["largest_convolution_difference"] < 1e-4
+    assert "Apache License" in out.with_name("pyliverlesionseg.LICENSE").read_text()
+    return out
+
+
 def liver_dice_in_world(label_path: Path, truth_path: Path) -> float:
     """Liver Dice of a label against ground truth that may be stored in another voxel order (a DICOM series' grid
     against the NIfTI it was made from): both in the closest RAS order, where they must share the grid."""

@@ -3,7 +3,6 @@ and windows are reproduced, and the model reaches on real CT what the package re
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,23 +17,12 @@ from lib.metrics.dice import compare
 from lib.metrics.lesions import lesion_detection
 from lib.model.generalized_unet import GeneralizedUNet, alignment_pools, load_hdf5_weights, predict
 from lib.model.keras_reference import verify
-from lib.model.pyliverlesionseg import LESION, LIVER, STAGES
-from lib.recipes.pyliverlesionseg import PUBLISHED_SHA256, REQUIREMENT, WHEEL, WHEEL_PYTHON
+from lib.model.pyliverlesionseg import LESION, LIVER
+from lib.recipes.pyliverlesionseg import PUBLISHED_SHA256, REQUIREMENT, WHEEL
 from lib.transforms.pyliverlesionseg import lesion_input, median3, zoom_mask
 from lib.transforms.zoom import zoom3d
 
 from .conftest import cli_error
-
-
-@pytest.fixture(scope="module")
-def hdf5(tmp_path_factory) -> dict[str, Path]:
-    try:
-        wheel = cached_wheel(REQUIREMENT, WHEEL, python_version=WHEEL_PYTHON, published_sha256=PUBLISHED_SHA256)
-    except DownloadError as e:
-        pytest.skip(f"the package index is unreachable here: {e}")
-    folder = tmp_path_factory.mktemp("hdf5")
-    with zipfile.ZipFile(wheel) as zf:
-        return {stage.name: Path(zf.extract(stage.hdf5, folder)) for stage in STAGES}
 
 
 @pytest.mark.parametrize("stage, output", [(LIVER, (1, 28, 1)), (LESION, (4, 12, 2))])
@@ -128,17 +116,6 @@ def test_a_wheel_that_is_not_the_published_one_is_refused(tmp_path):
     assert "could not download pyliverlesionseg==0.3" in line and not (tmp_path / "w.pt").exists()
 
 
-@pytest.fixture(scope="module")
-def weights(hdf5, tmp_path_factory) -> Path:
-    from lib.recipes.pyliverlesionseg import make_pyliverlesionseg_model
-
-    out = tmp_path_factory.mktemp("weights") / "pyliverlesionseg.pt"
-    card = make_pyliverlesionseg_model(out)
-    assert card["port_check"]["lesion"]["largest_convolution_difference"] < 1e-4
-    assert "Apache License" in out.with_name("pyliverlesionseg.LICENSE").read_text()
-    return out
-
-
 def segment(weights: Path, image: Path, tmp_path: Path) -> tuple[nib.Nifti1Image, dict]:
     from lib.configs.pyliverlesionseg import PyLiverLesionSeg
 
@@ -187,48 +164,3 @@ def test_on_the_totalsegmentator_ct_it_finds_the_liver(weights, shared_data, tmp
     dice = compare(Path(result["file"]), tmp_path / "truth" / "totalseg_ct.nii.gz")
     assert dice["whole_liver_dice"] > 0.85, dice  # the package, run on the whole scan: 0.86
     assert result["region"]["cascade"] and "around it" in result["region"]["reason"]
-
-
-def test_the_server_says_who_pre_annotates_and_bootstraps_from_it(weights, tmp_path):
-    """Listed first and chosen while no training has compared the two; a training run with pseudo-labels keeps
-    them under their own tag, then compares both models on its validation study and says so with both scores."""
-    import gzip
-    import json
-    import shutil
-
-    import requests
-
-    from lib.settings import DEMO_CHECKPOINT
-    from lib.trainers.pseudo_labels import TAG
-
-    from .conftest import ROOT, served
-
-    studies = tmp_path / "copy"
-    shutil.copytree(ROOT / "sample-data", studies)
-    for i in range(5, 12):  # one unlabelled study shows it (each costs the package's pipeline, about 40 s)
-        for path in studies.rglob(f"phantom_2026_{i:03d}.*"):
-            path.unlink()
-    conf = {"pyliverlesionseg_path": str(weights), "pretrained_path": str(DEMO_CHECKPOINT), "spacing": "4",
-            "roi_size": "64", "crop_size": "32", "crops_per_volume": "2"}
-    with served(tmp_path / "server", conf, studies) as (client, store, _):
-        info = client.info()
-        assert list(info["models"])[0] == "pyliverlesionseg"
-        assert info["preannotation"]["model"] == "pyliverlesionseg" and "compared" in info["preannotation"]["why"]
-        assert info["models"]["pyliverlesionseg"]["model"]["available"]
-        url = client.get_server_url()
-        assert requests.post(f"{url}/infer/pyliverlesionseg?image=no_such_study", timeout=60).status_code == 404
-        constant = gzip.compress(nib.Nifti1Image(np.full((40, 40, 12), 50, np.int16), np.eye(4)).to_bytes())
-        r = requests.post(f"{url}/infer/pyliverlesionseg", files={"file": ("c.nii.gz", constant)}, timeout=60)
-        assert r.status_code == 422 and "constant" in r.json()["detail"]
-        r = requests.post(f"{url}/infer/pyliverlesionseg?image=phantom_2026_004",
-                          data={"params": json.dumps({"lesion_window": [90, 84, 42]})}, timeout=60)
-        assert r.status_code == 422 and r.json()["detail"].startswith("lesion_window must be")
-        r = requests.post(f"{client.get_server_url()}/train/liver_tumor", params={"run_sync": True},
-                          json={"max_epochs": 1, "pseudo_labels": True, "seed": 0}, timeout=900)
-        assert r.status_code == 200, r.text[:500]
-        assert sorted(p.name for p in (store / "labels" / TAG).iterdir()) == ["phantom_2026_004.nii.gz"]
-        assert len(list((store / "labels" / "final").iterdir())) == 4  # pseudo-labels are never final
-        chosen = client.info()["preannotation"]
-        scores = chosen["scores"]
-        assert set(scores) == {"liver_tumor", "pyliverlesionseg"} and all(0 <= s <= 1 for s in scores.values())
-        assert chosen["model"] == max(scores, key=scores.get) and "mean Dice" in chosen["why"]
