@@ -41,9 +41,12 @@ def test_mixed_folder_sharded_then_resumed(tmp_path):
     (studies / "broken.nii.gz").write_bytes((SAMPLE / "phantom_2026_007.nii.gz").read_bytes()[:5000])
     (studies / "notes.txt").write_text("not a study\n")
 
+    temporary = tmp_path / "tmp"  # the run's own temporary folder: it leaves nothing there
+    temporary.mkdir()
     proc = run_cli("preannotate", "--studies", studies, "--out", out, "--device", "cpu", "--processes", "2",
-                   "--model", DEMO_CHECKPOINT)
+                   "--model", DEMO_CHECKPOINT, env={"TMPDIR": str(temporary)})
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not list(temporary.glob("preannotate-model-*")) and not (out / "work").exists()
     summary = json.loads(proc.stdout)
     assert summary["studies"] == 6 and summary["ok"] == 4 and summary["failed"] == 2
     assert summary["processes"] == 2 and summary["processed_this_run"] == 6 and summary["studies_per_minute"] > 0

@@ -9,11 +9,11 @@ own GPU; rank 0 writes the report when all have finished.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +56,7 @@ def model_name(cfg: PreannotateConfig) -> str:
     return choice.PATIENTS if weights is not None and weights.exists() else choice.OWN
 
 
-def _infer_task(cfg: PreannotateConfig):
+def _infer_task(cfg: PreannotateConfig, work: Path):
     from ..configs.liver_tumor import LiverTumor
     from ..configs.pyliverlesionseg import PyLiverLesionSeg
     from ..settings import APP_DIR
@@ -75,7 +75,10 @@ def _infer_task(cfg: PreannotateConfig):
         if not cfg.model.is_file():
             raise FileNotFoundError(f"--model: no such file {cfg.model}")
         conf["pretrained_path"] = str(cfg.model)
-        model_dir = tempfile.mkdtemp(prefix="preannotate-model-")  # so that no published model takes precedence
+        # an empty model folder, so that no published model takes precedence; in this run's work folder, which
+        # the run removes, not in /tmp where one was left per run
+        model_dir = str(work / "model")
+        os.makedirs(model_dir, exist_ok=True)
     config = LiverTumor()
     config.init(choice.OWN, model_dir, conf, None)
     if config.current_model() is None:
@@ -131,7 +134,7 @@ def run(cfg: PreannotateConfig) -> dict[str, Any] | None:
     work = cfg.out / "work" / f"rank{rank}"
     mine = studies[rank::world]
     todo = [s for s in mine if not _done(cfg.out, s)]
-    task, model = _infer_task(cfg)
+    task, model = _infer_task(cfg, work)
     failed = 0
     start = time.time()
     bar = tqdm(total=len(mine), initial=len(mine) - len(todo), unit="study", file=sys.stderr,
@@ -153,6 +156,8 @@ def run(cfg: PreannotateConfig) -> dict[str, Any] | None:
         bar.set_postfix(failed=failed)
     bar.close()
     shutil.rmtree(work, ignore_errors=True)
+    with contextlib.suppress(OSError):  # the last rank to finish removes the folder the ranks' work shared
+        work.parent.rmdir()
     seconds = time.time() - start
     save_json({"rank": rank, "world_size": world, "device": str(device), "studies": len(mine),
                "processed": len(todo), "failed": failed, "seconds": round(seconds, 2)},
