@@ -21,12 +21,13 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 from monai.inferers import SlidingWindowInferer
-from monai.transforms import Orientation, ScaleIntensityRange, Spacing
+from monai.transforms import Orientation, ScaleIntensityRange
 from scipy import ndimage
 
 from ..model.autocast import AutocastInferer
 from ..transforms.postprocess import FULL_CONNECTIVITY
 from ..transforms.preprocess import HU_WINDOW
+from ..transforms.resample import AxisSpacing
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ class Locator:
         coarse, coarse_affine = block_mean(volume, affine, self.spacing_mm)
         image = MetaTensor(torch.from_numpy(coarse)[None], affine=torch.as_tensor(coarse_affine))
         image = Orientation(axcodes="RAS")(image)
-        image = Spacing(pixdim=(self.spacing_mm,) * 3, mode="bilinear")(image)
+        image = AxisSpacing(pixdim=(self.spacing_mm,) * 3, mode="bilinear")(image)
         image = ScaleIntensityRange(*HU_WINDOW, 0.0, 1.0, clip=True)(image)
         with torch.no_grad():
             logits = self.inferer(image.as_tensor()[None].to(self.device), self.network)
