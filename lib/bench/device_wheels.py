@@ -28,7 +28,7 @@ WHEELS = (
     "typing-inspection==0.4.5", "typing-extensions==4.16.0", "python-dotenv==1.2.4",
     "fastapi==0.165.0", "starlette==1.10.0", "annotated-doc==0.0.7",
     "opentelemetry-api==1.45.2", "opentelemetry-semantic-conventions==0.66b2",
-    "watchdog==7.1.0", "expiring-dict==1.1.2", "mrcfile==1.5.4",
+    "watchdog==7.1.0", "expiring-dict==1.1.2", "mrcfile==1.5.4", "isal==1.9.1",
 )
 DROPPED = ("monailabel/endpoints/static/ohif/", ".data/", "tests/")  # from MONAI Label's wheel
 
