@@ -25,7 +25,7 @@ from monai.transforms import Orientation, ScaleIntensityRange
 from scipy import ndimage
 
 from ..model.autocast import AutocastInferer
-from ..transforms.postprocess import FULL_CONNECTIVITY
+from ..transforms.postprocess import FULL_CONNECTIVITY, channel_argmax
 from ..transforms.preprocess import HU_WINDOW
 from ..transforms.resample import AxisSpacing
 
@@ -110,7 +110,7 @@ class Locator:
         image = ScaleIntensityRange(*HU_WINDOW, 0.0, 1.0, clip=True)(image)
         with torch.no_grad():
             logits = self.inferer(image.as_tensor()[None].to(self.device), self.network)
-        mask = (logits.argmax(1) > 0).cpu()
+        mask = (channel_argmax(logits[0]) > 0).cpu()  # (1, X, Y, Z), as argmax(1) (0.1-0.4 s here)
         return MetaTensor(mask, affine=image.affine)
 
     def locate(self, volume: np.ndarray, affine: np.ndarray) -> Region:
