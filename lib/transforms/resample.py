@@ -93,9 +93,9 @@ class AxisResample(SpatialResample):
 
     def _coords(self, img: MetaTensor, dst_affine: Any, size: list[int], axis: int, mode: str) -> torch.Tensor:
         """The old voxel index each new voxel along `axis` is sampled at, as MONAI's own resampling computes it:
-        that of a ramp (0, 1, 2, ... along the axis, one voxel across the others) on the same grids. Nearest
-        neighbour labels of 2.5 mm slices at 1 mm fall halfway between two voxels on every other slice, where the
-        float rounding of grid_sample's coordinates decides: the ramp gives the same choice."""
+        that of a ramp (0, 1, 2, ... along the axis, one voxel across the others) on the same grids. A 1 mm label
+        taken back to 2.5 mm slices has every other slice's centre halfway between two 1 mm voxels, where the
+        float rounding of grid_sample's coordinates picks the neighbour: the ramp makes the same picks."""
         ramp_shape, out_size = [1, 1, 1], [1, 1, 1]
         ramp_shape[axis], out_size[axis] = img.shape[axis + 1], size[axis]
         ramp = MetaTensor(torch.arange(ramp_shape[axis], dtype=torch.float32).reshape(1, *ramp_shape),
