@@ -3,7 +3,6 @@ volume, and through the InferTask with the shipped lesion network and reader (it
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
@@ -16,9 +15,8 @@ from scipy import ndimage
 import lib.reader.transform as reader_transform
 from lib.errors import ModelUnavailable
 from lib.infers.liver_tumor import LiverTumorInfer
-from lib.model.fold import fold_batch_norm
 from lib.reader.candidates import EDGE_MM, FEATURES, candidates, measurements
-from lib.reader.lesion_network import build_lesion_unet, lesion_input, load_lesion_network, transposed_as_plain
+from lib.reader.lesion_network import build_lesion_unet, lesion_input, transposed_as_plain
 from lib.reader.trees import Trees
 from lib.settings import Settings
 
@@ -116,32 +114,6 @@ def test_the_lesion_network_computes_the_same_with_plain_convolutions():
     left = [m.stride for m in plain.modules() if isinstance(m, torch.nn.ConvTranspose3d)]
     assert (1, 1, 1) in [m.stride for m in transposed] and left and (1, 1, 1) not in left
     assert torch.allclose(before, after, atol=1e-5) and before.abs().max() > 0.1
-
-
-def test_the_lesion_network_computes_the_same_with_batch_norm_folded(tmp_path):
-    torch.manual_seed(1)
-    net = build_lesion_unet().eval()
-    for m in net.modules():  # statistics and affine terms away from 0 and 1, so that a wrong fold shows
-        if isinstance(m, torch.nn.BatchNorm3d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.3, 0.3)
-    x = torch.rand(1, 1, 32, 40, 24)
-    norms = sum(isinstance(m, torch.nn.BatchNorm3d) for m in net.modules())
-    with torch.no_grad():
-        before = net(x)
-        folded = fold_batch_norm(copy.deepcopy(net))
-        after = folded(x)
-    assert norms > 10 and not any(isinstance(m, torch.nn.BatchNorm3d) for m in folded.modules())
-    assert torch.allclose(before, after, atol=1e-4) and before.abs().max() > 0.1
-    training = build_lesion_unet().train()
-    assert sum(isinstance(m, torch.nn.BatchNorm3d) for m in fold_batch_norm(training).modules()) == norms
-    torch.save({k: v.half() for k, v in net.state_dict().items()}, tmp_path / "lesion_net.pt")
-    loaded = load_lesion_network(tmp_path / "lesion_net.pt", channels_last=True)  # as /infer loads it
-    assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in loaded.modules())
-    with torch.no_grad():
-        assert torch.allclose(loaded(x), net.half().float()(x), atol=1e-3)
 
 
 class BrightTumour(torch.nn.Module):

@@ -13,7 +13,6 @@ from monai.networks.nets import UNet
 from monai.transforms import Compose
 from scipy import ndimage
 
-from ..model.fold import fold_batch_norm
 from ..transforms.denoise import SmoothNoisyd
 from ..transforms.preprocess import preprocessing
 
@@ -30,12 +29,11 @@ def build_lesion_unet() -> UNet:
 
 def load_lesion_network(path: Path, device: str = "cpu", channels_last: bool = False) -> torch.nn.Module:
     """The network from its state dict (stored in float16: it is run in bf16 or float32), its stride-1 transposed
-    convolutions made plain ones and its batch norms folded into the convolutions, in channels-last layout if
-    asked."""
+    convolutions made plain ones, in channels-last layout if asked."""
     state = torch.load(path, map_location="cpu", weights_only=True)
     net = build_lesion_unet()
     net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    net = fold_batch_norm(transposed_as_plain(net).eval()).to(device)
+    net = transposed_as_plain(net).to(device).eval()
     return net.to(memory_format=torch.channels_last_3d) if channels_last else net
 
 
