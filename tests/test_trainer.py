@@ -248,9 +248,12 @@ def test_pseudo_labels_train_beside_the_final_ones_never_as_them(task, tmp_path)
 
 def test_a_tiny_run_learns_the_liver_then_tumours_and_reports_lesions(phantoms, tmp_path):
     """From scratch at 4 mm on 6 small phantoms for 40 epochs (under a minute), crops on tumours, synthetic lesions in
-    half the crops, tumour weighing 10: the liver is learnt first (validation liver Dice 0.39 at epoch 4, about 0.9
-    from epoch 20), then the tumours (global tumour Dice 0 until epoch 28, 0.09 to 0.12 over the last three
-    validations, lesions found from epoch 32; with seed 1, 0.03 to 0.20). It validates on two of the phantoms it
+    half the crops, tumour weighing 10: the liver is learnt first (validation liver Dice 0.39 at epoch 4, 0.81 at
+    epoch 8, 0.87 to 0.91 over the last five validations), then the tumours (global tumour Dice under 0.03 until
+    epoch 32, then 0.11 and 0.14; lesions found from epoch 20). The epoch at which tumours show moves with the
+    input's float rounding: before the resampling was done axis by axis (lib/transforms/resample.py) it was 0 until
+    epoch 28, then 0.09 to 0.12, and with seed 1, 0.03 to 0.20, so the test asks for the order, not the epochs.
+    It validates on two of the phantoms it
     trains on, those with visible lesions of 10 mm or more (a hypovascular 25 mm one, hypervascular ones of 15 to
     22 mm): this shows that the labels, crops, synthesis and loss teach tumours, not that they generalise at this
     size (validated on those two held out instead, global tumour Dice stayed under 0.02 for 60 epochs, with synthesis
@@ -268,8 +271,10 @@ def test_a_tiny_run_learns_the_liver_then_tumours_and_reports_lesions(phantoms, 
     history = task.stats()["history"]
     assert len(history) == 10
     assert max(h["val_liver_dice"] for h in history[-5:]) > history[0]["val_liver_dice"] + 0.3
-    assert history[0]["val_tumour_global_dice"] < 0.01 and history[4]["val_tumour_global_dice"] < 0.01
     assert max(h["val_tumour_global_dice"] for h in history[-3:]) > 0.05
+    liver_learnt = next(i for i, h in enumerate(history) if h["val_liver_dice"] > 0.8)
+    tumours_learnt = next(i for i, h in enumerate(history) if h["val_tumour_global_dice"] > 0.05)
+    assert history[0]["val_tumour_global_dice"] < 0.01 and liver_learnt < tumours_learnt - 2
     assert max(h["val_lesion_sensitivity"] for h in history[-3:]) > 0
     for h in history:
         assert 0 <= h["val_tumour_dice"] <= 1 and 0 <= h["val_tumour_global_dice"] <= 1
