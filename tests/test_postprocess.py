@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from lib.metrics.lesions import max_diameter_mm
-from lib.transforms.postprocess import _clean_box, channel_argmax, clean_label, tumour_biased, unsure_tumours_dropped
+from lib.transforms.postprocess import (
+    _clean_box,
+    channel_argmax,
+    clean_label,
+    enclosed,
+    tumour_biased,
+    unsure_tumours_dropped,
+)
 from lib.transforms.report import lesion_report
 
 
@@ -25,6 +33,21 @@ def test_one_liver_tumour_near_it_no_specks():
     assert out[52:56, 5:9, 5:9].max() == 0        # far from the liver: removed
     assert out[30, 30, 20] == 1                   # a speck inside the liver becomes liver
     assert (out > 0).sum() == (label[:45, :45, :] > 0).sum()  # the liver and its tumours, all kept
+
+
+def test_enclosed_background_is_what_scipy_fills():
+    rng = np.random.default_rng(3)
+    for density in (0.5, 0.54, 0.58):  # porous masks (52-92% set): holes, diagonal leaks, open background
+        mask = ndimage.uniform_filter(rng.random((30, 26, 18)), 3) < density
+        holes = ndimage.binary_fill_holes(mask) & ~mask
+        assert holes.any() and (~mask & ~holes).any()
+        assert np.array_equal(enclosed(mask), holes)
+    shell = np.zeros((9, 9, 9), bool)
+    shell[2:7, 2:7, 2:7] = True
+    shell[3:6, 3:6, 3:6] = False
+    assert enclosed(shell).sum() == 27
+    shell[4, 4, 2] = False  # a face opened: the inside joins the outside
+    assert not enclosed(shell).any()
 
 
 def test_margin_and_speck_size_are_in_millimetres():

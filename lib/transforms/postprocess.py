@@ -66,8 +66,20 @@ def _clean_box(label: np.ndarray, spacing: tuple[float, float, float], margin_mm
     out[tumour] = 2
     removed = (label == 2) & ~tumour
     if removed.any():
-        out[ndimage.binary_fill_holes(out > 0) & removed] = 1
+        out[enclosed(out > 0) & removed] = 1
     return out
+
+
+def enclosed(mask: np.ndarray) -> np.ndarray:
+    """The background voxels of `mask` that no path of background (6-connected) joins to the array's border: what
+    SciPy's binary_fill_holes adds. SciPy grows the outside from the border a voxel per pass (0.46 s on the
+    800-slice bench study's region); labelling the background once finds the same voxels."""
+    background, _ = ndimage.label(~mask)  # SciPy's default structure: 6-connected, as binary_fill_holes
+    faces = [background.take(i, axis=a) for a in range(background.ndim) for i in (0, -1)]
+    outside = np.zeros(int(background.max()) + 1, bool)
+    outside[np.unique(np.concatenate([f.ravel() for f in faces]))] = True
+    outside[0] = True  # the mask itself
+    return ~outside[background]
 
 
 def _distance_to_liver(components: np.ndarray, n: int, liver: np.ndarray, spacing: tuple[float, float, float],
