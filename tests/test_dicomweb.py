@@ -43,13 +43,15 @@ def app_on_pacs(pacs, tmp_path_factory):
     server, stored = pacs
     root = tmp_path_factory.mktemp("app-dicomweb")
     conf = {"pretrained_path": str(DEMO_CHECKPOINT)}
-    with served(root, conf, studies=server.dicomweb, env={"MONAI_LABEL_DATASTORE_CACHE_PATH": str(root / "cache")}
-                ) as (client, _, app_dir):
-        yield client, server, stored
+    tmp = root / "tmp"  # the server's temporary folder, its own
+    tmp.mkdir()
+    with served(root, conf, studies=server.dicomweb, env={"MONAI_LABEL_DATASTORE_CACHE_PATH": str(root / "cache"),
+                                                           "TMPDIR": str(tmp)}) as (client, _, app_dir):
+        yield client, server, stored, tmp
 
 
 def test_store_infer_save_seg_read_back(app_on_pacs, tmp_path):
-    client, server, stored = app_on_pacs
+    client, server, stored, tmp = app_on_pacs
     series = stored["phantom_2026_005"]["SeriesInstanceUID"]
     truth_path = ROOT / "sample-data" / "truth" / "phantom_2026_005.nii.gz"
 
@@ -88,9 +90,12 @@ def test_store_infer_save_seg_read_back(app_on_pacs, tmp_path):
     unlabeled = client.next_sample("first", {})
     assert unlabeled["id"] == stored["phantom_2026_004"]["SeriesInstanceUID"]
 
+    # the series' conversion to NIfTI (MONAI Label writes it to a temporary file) is not left in the server's /tmp
+    assert not [p for p in tmp.glob("*.nii.gz") if nib.load(p).get_data_dtype() == np.int16]
+
 
 def test_bad_label_is_refused_and_nothing_reaches_the_pacs(app_on_pacs, tmp_path):
-    client, server, stored = app_on_pacs
+    client, server, stored, _ = app_on_pacs
     series = stored["phantom_2026_004"]["SeriesInstanceUID"]
     before = len(list_series(dicomweb_client(server.dicomweb), "SEG"))
     wrong = tmp_path / "wrong.nii.gz"
@@ -124,7 +129,7 @@ def test_ohif_runs_the_model_from_the_monai_label_panel(app_on_pacs, tmp_path):
     if chromium is None:
         pytest.skip("Chromium is not installed (Debian: apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api")
-    client, server, stored = app_on_pacs
+    client, server, stored, _ = app_on_pacs
     base = client._server_url.rstrip("/")
     study = stored["phantom_2026_004"]
     shots = ROOT / "runs" / "ohif"

@@ -2,7 +2,7 @@
 
 MONAI Label's own `DICOMWebDatastore.save_label` calls dcmqi's binary (lib.dicom.seg says why not). Labels are checked
 and written to the local cache as in the local datastore (lib.datastore); everything else (the series cache, NIfTI
-conversion, reading SEG back for training) is MONAI Label's.
+conversion, reading SEG back for training) is MONAI Label's, less the temporary NIfTI its conversion leaves.
 """
 
 from __future__ import annotations
@@ -25,6 +25,19 @@ logger = logging.getLogger(__name__)
 
 
 class SegDICOMWebDatastore(AtomicWrites, DICOMWebDatastore):
+    def get_image_uri(self, image_id: str) -> str:
+        """MONAI Label's, without the NIfTI it converts a series to left behind: its DICOMWebDatastore writes the
+        conversion to a temporary file, copies it into the cache (add_image) and hands back the temporary file,
+        which nothing removes: one CT volume in the server's temporary folder for each series it segments, for as
+        long as the machine runs. The cached copy is handed back and the temporary file removed."""
+        path = super().get_image_uri(image_id)
+        cached = os.path.realpath(os.path.join(self._datastore.image_path(), f"{image_id}.nii.gz"))
+        temporary = os.path.realpath(tempfile.gettempdir())
+        if path != cached and os.path.isfile(cached) and os.path.realpath(path).startswith(temporary + os.sep):
+            os.unlink(path)
+            return cached
+        return path
+
     def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: dict[str, Any],
                    label_id: str = "") -> str:
         if image_id not in self.list_images():
