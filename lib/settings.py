@@ -249,6 +249,10 @@ class Settings:
         "(0: never)", unit_interval, ["train"]))
     noise_hu: float = field(default=25.0, metadata=_option(
         "the largest standard deviation (HU) of that noise", not_negative, ["train"]))
+    augment_prob: float = field(default=0.0, metadata=_option(
+        "the chance of each of nnU-Net's default augmentations of a training crop, as MONAI's transforms: rotation "
+        "and scaling, blur, brightness, simulated low resolution, gamma (lib.transforms.augment; 0: none)",
+        unit_interval, ["train"]))
     tumour_weight: float = field(default=1.0, metadata=_option(
         "the weight of tumour in the cross-entropy and the Dice term (MONAI's DiceCELoss weighs both; background and "
         "liver 1)", positive, ["train"]))

@@ -56,6 +56,7 @@ from ..model.autocast import AutocastInferer, autocast_dtype, cpu_has_bf16, trai
 from ..model.checkpoint import load_network
 from ..model.network import LABELS, NUM_CLASSES, STRIDES, build_unet
 from ..settings import LR_SCHEDULES, PUBLISH_METRICS, Settings, crop_ratios, request_options
+from ..transforms.augment import augmentations
 from ..transforms.liver_attenuation import RandFattyLiverd
 from ..transforms.preprocess import HU_WINDOW, preprocessing
 from ..transforms.synthesis import SynthesizeTumoursd
@@ -129,6 +130,7 @@ class LiverTumorTrain(BasicTrainTask):
                 "fatty_liver_hu": list(settings.fatty_liver_hu),
                 "noise_prob": settings.noise_prob,
                 "noise_hu": settings.noise_hu,
+                "augment_prob": settings.augment_prob,
                 # StudyCache: pre-processed once per study, on disk between runs, in memory up to cache_mb
                 "dataset": ["StudyCache", "Dataset"],
                 "cache_mb": settings.cache_mb,
@@ -326,7 +328,8 @@ class LiverTumorTrain(BasicTrainTask):
     def random_transforms(self, context: Context) -> list:
         """At every step: crops, the liver made fatty in some (fatty_liver_prob), synthetic lesions painted into
         some (synth_prob, relative to the liver as it then is), extra noise in some (noise_prob: a noisy scan's
-        liver was called tumour), flips, rotations, intensity shift; on the GPU when training there."""
+        liver was called tumour), nnU-Net's augmentations in some (augment_prob), flips, rotations, intensity shift;
+        on the GPU when training there."""
         device = getattr(context, "device", None)
         to_device = [EnsureTyped(keys=("image", "label"), device=device, track_meta=True)] \
             if device is not None and torch.device(device).type == "cuda" else []
@@ -349,6 +352,7 @@ class LiverTumorTrain(BasicTrainTask):
             *fatty,
             *synthesis,
             *noise,
+            *augmentations(request["augment_prob"]),
             RandFlipd(keys=("image", "label"), spatial_axis=0, prob=0.1),
             RandFlipd(keys=("image", "label"), spatial_axis=1, prob=0.1),
             RandFlipd(keys=("image", "label"), spatial_axis=2, prob=0.1),
