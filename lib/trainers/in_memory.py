@@ -25,6 +25,7 @@ from ..metrics.lesions import lesion_detection
 from ..model.autocast import AutocastInferer, autocast_dtype, training_dtype
 from ..model.network import NUM_CLASSES, STRIDES, build_unet
 from ..settings import Settings
+from ..transforms.augment import augmentations
 from ..transforms.postprocess import clean_label
 from ..transforms.preprocess import preprocessing
 
@@ -40,6 +41,7 @@ class LoopConfig:
     crops_per_step: int = 4
     learning_rate: float = 2e-3
     channels: tuple[int, ...] = (8, 16, 32, 64)
+    augment_prob: float = 0.0  # nnU-Net's augmentations, each with this chance (lib.transforms.augment)
     device: str = field(default_factory=lambda: "cuda" if torch.cuda.is_available() else "cpu")
 
     @property
@@ -90,6 +92,7 @@ def train(studies: list[Study], cfg: LoopConfig, seed: int, start: torch.nn.Modu
                                 ratios=[1, 1, 2], num_classes=NUM_CLASSES, num_samples=cfg.crops_per_step,
                                 allow_smaller=True, warn=False),
         RandFlipd(keys=("image", "label"), spatial_axis=0, prob=0.2),
+        *augmentations(cfg.augment_prob),
     ])
     crop.set_random_state(seed)
     rng = np.random.default_rng(seed)
