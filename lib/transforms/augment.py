@@ -1,14 +1,15 @@
 """nnU-Net's default data augmentation, as MONAI's transforms, for the training crops (train option
 `augment_prob`).
 
-The phantoms are rendered at one sharpness, one contrast per tissue and phase, and patients of one scale; real
-scans vary in all three (reconstruction kernel and slice thickness, scanner and contrast timing, body size), and a
-network trained on phantoms alone sees less of that variety than nnU-Net's default pipeline gives every network it
-trains (Isensee et al., Nature Methods 2021: rotation and scaling, Gaussian blur, brightness, contrast, simulated
-low resolution, gamma). The recipe had flips, right-angle rotations and an intensity shift only. Each transform
-here runs with the same chance `prob`; the ranges are nnU-Net's, rotation and scaling narrower (a patient lies
-on the table with its axes close to the scanner's, and the crop is padded by its own border when it shrinks).
-Noise has its own options (noise_prob, noise_hu).
+The phantoms vary only as far as the generator draws them (an in-plane blur of 0.35 to 0.6 mm, one CT number per
+tissue and study within textbook ranges, livers of about 1.2 to 2.3 L); real scans vary more (reconstruction
+kernels, scanners, contrast timing, body size), and nnU-Net's default pipeline gives every network it trains
+more of that variety (Isensee et al., Nature Methods 2021: rotation and scaling, Gaussian blur, brightness,
+contrast, simulated low resolution, gamma). The recipe had flips, right-angle rotations and an intensity shift
+only. These are nnU-Net's but its contrast (gamma and brightness stand for it here) and its noise (options
+noise_prob, noise_hu), each with the same chance `prob`; the ranges are nnU-Net's, rotation and scaling narrower
+(a patient lies on the table with its axes close to the scanner's, and the crop is padded by its own border when
+it shrinks).
 """
 
 from __future__ import annotations
