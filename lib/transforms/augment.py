@@ -37,7 +37,7 @@ def augmentations(prob: float, keys: tuple[str, str] = ("image", "label")) -> li
     chance `prob`; none when prob is 0."""
     if prob <= 0:
         return []
-    image, label = keys
+    image = keys[0]
     return [
         RandAffined(keys=keys, prob=prob, rotate_range=(ROTATE_RAD,) * 3, scale_range=(SCALE,) * 3,
                     mode=("bilinear", "nearest"), padding_mode="border"),
