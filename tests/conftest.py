@@ -184,3 +184,17 @@ def copy_app(app_dir: Path) -> Path:
     shutil.copytree(ROOT / "apps" / "liver_tumor", app_dir,
                     ignore=shutil.ignore_patterns("model", "__pycache__", "pyliverlesionseg.*"))
     return app_dir
+
+
+def train_random_transforms(model_dir: Path, request: dict) -> list:
+    """The training task's random transforms for a train request, from the app's config at 4 mm with no model."""
+    # imported here: MONAI Label's app loader in an earlier test of the same process may have imported lib again,
+    # and a class from before would not be the trainer's
+    from types import SimpleNamespace
+
+    from lib.configs.liver_tumor import LiverTumor
+
+    config = LiverTumor()
+    config.init("liver_tumor", str(model_dir), {"pretrained_path": "none", "spacing": "4"}, None)
+    task = config.trainer()
+    return task.random_transforms(SimpleNamespace(request=task.options(request)))

@@ -7,6 +7,8 @@ from monai.transforms import RandAffined
 
 from lib.transforms.augment import augmentations
 
+from .conftest import train_random_transforms
+
 
 def _ball_crop(size: int = 48) -> dict:
     """A liver ball (label 1) with a tumour ball (label 2) in it; the image is 0.2 + 0.3 x label."""
@@ -18,28 +20,14 @@ def _ball_crop(size: int = 48) -> dict:
     return {"image": MetaTensor(0.2 + 0.3 * label), "label": MetaTensor(label.clone())}
 
 
-def _task(tmp_path, request: dict):
-    from lib.configs.liver_tumor import LiverTumor
-
-    config = LiverTumor()
-    config.init("liver_tumor", str(tmp_path), {"pretrained_path": "none", "spacing": "4"}, None)
-    task = config.trainer()
-
-    class Ctx:
-        pass
-
-    Ctx.request = task.options(request)
-    return task.random_transforms(Ctx())
-
-
 def test_a_train_request_adds_the_augmentations_after_the_noise_and_none_by_default(tmp_path):
     from monai.transforms import RandGaussianNoised
 
-    kinds = [type(t) for t in _task(tmp_path, {"augment_prob": 0.2, "noise_prob": 0.5})]
+    kinds = [type(t) for t in train_random_transforms(tmp_path, {"augment_prob": 0.2, "noise_prob": 0.5})]
     added = [type(t) for t in augmentations(0.2)]
     assert len(added) == 5 and all(k in kinds for k in added)
     assert kinds.index(RandGaussianNoised) < kinds.index(RandAffined)
-    assert not any(k in [type(t) for t in _task(tmp_path, {})] for k in added)
+    assert not any(k in [type(t) for t in train_random_transforms(tmp_path, {})] for k in added)
 
 
 def test_rotation_and_scaling_move_the_label_with_the_image():

@@ -13,6 +13,8 @@ from lib.settings import Settings
 from lib.transforms.liver_attenuation import RandFattyLiverd
 from lib.transforms.preprocess import HU_WINDOW
 
+from .conftest import train_random_transforms
+
 LO, HI = HU_WINDOW
 
 
@@ -63,25 +65,17 @@ def test_it_draws_from_the_generators_fatty_liver_shift_by_seed_and_leaves_the_l
 
 
 def test_a_train_request_turns_it_on_before_the_synthesis(tmp_path):
-    # imported here, as the config is: MONAI Label's app loader in an earlier test of the same process may have
-    # imported lib again, and a class from before would not be the trainer's
-    from lib.configs.liver_tumor import LiverTumor
+    # the transforms' classes imported here, as the config imports them (see train_random_transforms)
     from lib.transforms.liver_attenuation import RandFattyLiverd
     from lib.transforms.synthesis import SynthesizeTumoursd
 
-    config = LiverTumor()
-    config.init("liver_tumor", str(tmp_path), {"pretrained_path": "none", "spacing": "4"}, None)
-    task = config.trainer()
-
-    class Ctx:
-        request = task.options({"fatty_liver_prob": 0.4, "fatty_liver_hu": [-60, -30], "synth_prob": 0.5})
-
-    kinds = [type(t) for t in task.random_transforms(Ctx())]
+    steps = train_random_transforms(tmp_path, {"fatty_liver_prob": 0.4, "fatty_liver_hu": [-60, -30],
+                                               "synth_prob": 0.5})
+    kinds = [type(t) for t in steps]
     assert kinds.index(RandFattyLiverd) < kinds.index(SynthesizeTumoursd)
-    fatty = next(t for t in task.random_transforms(Ctx()) if isinstance(t, RandFattyLiverd))
+    fatty = next(t for t in steps if isinstance(t, RandFattyLiverd))
     assert fatty.prob == 0.4 and tuple(fatty.shift_hu) == (-60, -30)
-    Ctx.request = task.options({})
-    assert RandFattyLiverd not in [type(t) for t in task.random_transforms(Ctx())]
+    assert RandFattyLiverd not in [type(t) for t in train_random_transforms(tmp_path, {})]
 
 
 def test_a_train_request_adds_noise_in_hu_after_the_synthesis(tmp_path):
@@ -89,17 +83,9 @@ def test_a_train_request_adds_noise_in_hu_after_the_synthesis(tmp_path):
     the lesions are painted (they get it too)."""
     from monai.transforms import RandGaussianNoised
 
-    from lib.configs.liver_tumor import LiverTumor
     from lib.transforms.synthesis import SynthesizeTumoursd
 
-    config = LiverTumor()
-    config.init("liver_tumor", str(tmp_path), {"pretrained_path": "none", "spacing": "4"}, None)
-    task = config.trainer()
-
-    class Ctx:
-        request = task.options({"noise_prob": 1.0, "noise_hu": 30, "synth_prob": 0.5})
-
-    steps = task.random_transforms(Ctx())
+    steps = train_random_transforms(tmp_path, {"noise_prob": 1.0, "noise_hu": 30, "synth_prob": 0.5})
     kinds = [type(t) for t in steps]
     assert kinds.index(SynthesizeTumoursd) < kinds.index(RandGaussianNoised)
     noise = steps[kinds.index(RandGaussianNoised)]
@@ -107,5 +93,4 @@ def test_a_train_request_adds_noise_in_hu_after_the_synthesis(tmp_path):
     flat = {"image": MetaTensor(torch.full((1, 32, 32, 32), (100.0 - LO) / (HI - LO)))}
     sds = [float(hu_of(noise(dict(flat))).std()) for _ in range(20)]
     assert max(sds) <= 30 * 1.02 and max(sds) > 20 and min(sds) < 15, sds
-    Ctx.request = task.options({})
-    assert RandGaussianNoised not in [type(t) for t in task.random_transforms(Ctx())]
+    assert RandGaussianNoised not in [type(t) for t in train_random_transforms(tmp_path, {})]
