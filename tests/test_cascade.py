@@ -14,10 +14,9 @@ import torch
 
 from lib.bench.inference import app_pipeline, baseline_pipeline, compare_labels
 from lib.cascade.gate import near_coarse_liver
-from lib.cascade.locate import Locator, block_mean
+from lib.cascade.locate import Locator, block_mean, load_locator
 from lib.data.phantoms import generate_study
 from lib.metrics.dice import dice
-from lib.model.checkpoint import load_network, read_card
 from lib.settings import DEMO_CHECKPOINT, LOCATOR_CHECKPOINT
 
 pytestmark = pytest.mark.skipif(not LOCATOR_CHECKPOINT.exists(), reason="no locator checkpoint in this clone")
@@ -25,9 +24,9 @@ pytestmark = pytest.mark.skipif(not LOCATOR_CHECKPOINT.exists(), reason="no loca
 
 @functools.cache
 def locator() -> Locator:
-    card = read_card(LOCATOR_CHECKPOINT)
-    net = load_network(LOCATOR_CHECKPOINT, 0.0, "cpu", tuple(card["channels"]))
-    return Locator(net, card["spacing_mm"], 20.0, card["min_liver_ml"])
+    located = load_locator(LOCATOR_CHECKPOINT, "cpu", None, 20.0)
+    assert isinstance(located, Locator), located
+    return located
 
 
 @functools.cache
@@ -142,6 +141,26 @@ def test_cascade_can_be_turned_off_per_request(medium_study, tmp_path_factory):
     assert result["region"]["cascade"] is False and result["region"]["reason"] == "cascade off in the request"
     got = np.asanyarray(nib.load(label_file).dataobj)
     assert dice(got, np.asanyarray(nib.load(str(truth)).dataobj), 1) > 0.7
+
+
+def test_a_locator_without_its_card_is_reported_and_the_plain_path_taken(medium_study, tmp_path_factory):
+    """A locator checkpoint copied without the card beside it (its channels, spacing, smallest liver): the result
+    says so, and the label is the plain path's, on the image's grid."""
+    tmp = tmp_path_factory.mktemp("cardless")
+    bare = tmp / "locator.pt"
+    bare.write_bytes(LOCATOR_CHECKPOINT.read_bytes())
+    assert "no card" in load_locator(bare, "cpu", None, 20.0)
+    image, truth = medium_study
+    from lib.configs.liver_tumor import LiverTumor
+
+    config = LiverTumor()
+    config.init("liver_tumor", str(tmp / "model"), {"locator_path": str(bare)}, None)
+    label_file, result = config.infer()({"image": str(image), "device": "cpu"})
+    region = result["region"]
+    assert region["cascade"] is False and region["reason"].startswith(f"the locator model {bare} has no card"), region
+    got = nib.load(label_file)
+    assert got.shape == nib.load(str(image)).shape
+    assert dice(np.asanyarray(got.dataobj), np.asanyarray(nib.load(str(truth)).dataobj), 1) > 0.7
 
 
 def test_the_liver_gate_is_taken_per_request_and_only_takes_away(medium_study, tmp_path_factory):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import nibabel as nib
@@ -25,6 +26,7 @@ from monai.transforms import Orientation, ScaleIntensityRange
 from scipy import ndimage
 
 from ..model.autocast import AutocastInferer
+from ..model.checkpoint import card_path, load_network, read_card
 from ..transforms.postprocess import FULL_CONNECTIVITY, channel_argmax
 from ..transforms.preprocess import HU_WINDOW
 from ..transforms.resample import AxisSpacing
@@ -85,6 +87,9 @@ def block_mean(volume: np.ndarray, affine: np.ndarray, target_mm: float) -> tupl
     scale[:3, :3] = np.diag(f)
     scale[:3, 3] = (f - 1) / 2.0
     return out, affine @ scale
+
+
+LOCATOR_CARD_KEYS = ("channels", "spacing_mm", "min_liver_ml")  # what the card must say to run the checkpoint
 
 
 class Locator:
@@ -165,3 +170,18 @@ class Locator:
         start = np.maximum(0, np.ceil(ijk.min(1) - 1e-6)).astype(int)
         stop = np.minimum(np.asarray(shape[:3]), np.floor(ijk.max(1) + 1e-6) + 1).astype(int)
         return tuple(int(v) for v in start), tuple(int(v) for v in stop)
+
+
+def load_locator(path: Path, device: str, dtype: torch.dtype | None, margin_mm: float,
+                 extent_mm: tuple[float, float, float] | None = None) -> Locator | str:
+    """The locator checkpoint at path, run as its card says; or why it cannot be (then inference takes the plain
+    path and its result says why)."""
+    if not path.exists():
+        return f"no locator model at {path}"
+    card = read_card(path)
+    missing = [k for k in LOCATOR_CARD_KEYS if k not in card]
+    if missing:
+        return f"the locator model {path} has no card {card_path(path)} with its {', '.join(missing)}"
+    network = load_network(path, 0.0, device, tuple(card["channels"]))
+    return Locator(network, float(card["spacing_mm"]), margin_mm, float(card["min_liver_ml"]), device, dtype,
+                   extent_mm)

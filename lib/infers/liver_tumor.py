@@ -30,7 +30,7 @@ from monailabel.utils.others.generic import file_ext
 
 from ..cascade.crop import CropToLiverd, PasteIntoStudyd
 from ..cascade.gate import NearCoarseLiverd
-from ..cascade.locate import Locator
+from ..cascade.locate import Locator, load_locator
 from ..data.nifti import nifti_image
 from ..errors import ModelUnavailable
 from ..model.autocast import AutocastInferer, autocast_dtype
@@ -219,15 +219,13 @@ class LiverTumorInfer(BasicInferTask):
         path = self.settings.locator
         if path is None:
             return "no locator (--conf locator_path none)"
-        if not path.exists():
-            return f"no locator model at {path}"
         device, dtype = str(data.get("device", "cpu")), self._dtype(data)
         key = f"{device}/{dtype}"
         if key not in self._locators:
-            card = read_card(path)
-            network = load_network(path, 0.0, device, tuple(card["channels"]))
-            self._locators[key] = Locator(network, float(card["spacing_mm"]), self.settings.locator_margin_mm,
-                                          float(card["min_liver_ml"]), device, dtype)
+            located = load_locator(path, device, dtype, self.settings.locator_margin_mm)
+            if isinstance(located, str):
+                return located
+            self._locators[key] = located
         return self._locators[key]
 
     def clear_cache(self):

@@ -29,10 +29,10 @@ from monailabel.interfaces.tasks.infer_v2 import InferType
 from monailabel.tasks.infer.basic_infer import BasicInferTask
 
 from ..cascade.crop import CropToLiverd, PasteIntoStudyd
-from ..cascade.locate import Locator
+from ..cascade.locate import Locator, load_locator
 from ..errors import ModelUnavailable
 from ..model.autocast import autocast_dtype
-from ..model.checkpoint import load_network, read_card
+from ..model.checkpoint import read_card
 from ..model.generalized_unet import GeneralizedUNet, predict
 from ..model.network import LABELS
 from ..model.pyliverlesionseg import LESION, LIVER, load_networks
@@ -153,16 +153,14 @@ class PyLiverLesionSegInfer(BasicInferTask):
         path = self.settings.locator
         if path is None:
             return "no locator (--conf locator_path none)"
-        if not path.exists():
-            return f"no locator model at {path}"
         device = str(data.get("device", "cpu"))
         dtype = autocast_dtype(device, self.settings.amp, self._options(data)["cpu_bf16"])
         key = f"{device}/{dtype}"
         if key not in self._locators:
-            card = read_card(path)
-            network = load_network(path, 0.0, device, tuple(card["channels"]))
-            self._locators[key] = Locator(network, float(card["spacing_mm"]), 0.0, float(card["min_liver_ml"]),
-                                          device, dtype, extent_mm=FIELD_MM)  # type: ignore[arg-type]
+            located = load_locator(path, device, dtype, 0.0, extent_mm=FIELD_MM)  # type: ignore[arg-type]
+            if isinstance(located, str):
+                return located
+            self._locators[key] = located
         return self._locators[key]
 
     def clear_cache(self):
