@@ -134,6 +134,9 @@ class Settings:
     channels_last: bool = field(default=True, metadata=_option(
         "channels-last 3D memory layout for the networks at inference, the model's and the second reader's (training "
         "does not use it: its backward pass gave NaN gradients here)"))
+    liver_model_path: str = field(default="none", metadata=_option(
+        "a second checkpoint of the same network whose liver (liver and tumour together) replaces the model's, the "
+        "model keeping its tumours (lib/model/liver_from.py); inference runs both; 'none': the model alone"))
     locator_path: str = field(default=str(LOCATOR_CHECKPOINT), metadata=_option(
         "the small 4 mm UNet that finds the liver first, so that full resolution runs only around it; 'none': the "
         "whole volume at full resolution (per request: cascade)"))
@@ -315,6 +318,10 @@ class Settings:
     @property
     def pretrained(self) -> Path | None:
         return None if self.pretrained_path.lower() in ("", "none") else Path(self.pretrained_path)
+
+    @property
+    def liver_model(self) -> Path | None:
+        return None if self.liver_model_path.lower() in ("", "none") else Path(self.liver_model_path)
 
     @property
     def locator(self) -> Path | None:

@@ -35,6 +35,7 @@ from ..data.nifti import nifti_image
 from ..errors import ModelUnavailable
 from ..model.autocast import AutocastInferer, autocast_dtype
 from ..model.checkpoint import load_network, read_card
+from ..model.liver_from import LiverFrom
 from ..model.network import LABELS, build_unet
 from ..reader.lesion_network import DENOISE_ABOVE_HU, DENOISE_SIGMA_MM, SPACING_MM, load_lesion_network
 from ..reader.transform import SecondReaderd
@@ -196,6 +197,8 @@ class LiverTumorInfer(BasicInferTask):
         if cached and cached[1] == path and cached[2] == mtime:
             return cached[0]
         network = load_network(Path(path), self.settings.dropout, device)
+        if self.settings.liver_model is not None:
+            network = LiverFrom(network, load_network(self.settings.liver_model, self.settings.dropout, device))
         if self.settings.channels_last:
             network = network.to(memory_format=torch.channels_last_3d)
         self._loaded[str(device)] = (network, path, mtime)
