@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import nibabel as nib
 import numpy as np
+import pytest
 import torch
 
 from lib.data.phantoms import generate_study
@@ -62,3 +63,11 @@ def test_the_app_runs_both_networks_when_asked(tmp_path):
     label = nib.load(label_file)
     assert label.shape == study.image.shape and np.allclose(label.affine, study.image.affine, atol=1e-4)
     assert dice(np.asanyarray(label.dataobj) > 0, np.asanyarray(study.label.dataobj) > 0, 1) > 0.8
+
+
+def test_a_liver_model_that_does_not_load_stops_the_start(tmp_path):
+    from lib.configs.liver_tumor import LiverTumor
+    from lib.model.checkpoint import CheckpointError
+
+    with pytest.raises(CheckpointError, match="no such checkpoint file"):
+        LiverTumor().init("liver_tumor", str(tmp_path / "model"), {"liver_model_path": str(tmp_path / "x.pt")}, None)

@@ -41,6 +41,8 @@ class LiverTumor(TaskConfig):
                 pretrained = None  # a clone without the demo checkpoint starts with no model
             else:
                 load_network(pretrained, self.settings.dropout)  # fails the start, naming what does not fit
+        if self.settings.liver_model is not None:  # likewise
+            load_network(self.settings.liver_model, self.settings.dropout)
         self.pretrained = pretrained
         self.published = Path(model_dir) / f"{name}.pt"
         current = self.current_model()

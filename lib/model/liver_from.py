@@ -6,8 +6,8 @@ window and gives, as log-probabilities that the rest of inference treats as logi
     p(tumour) = t,   p(liver) = (1 - t) w,   p(background) = (1 - t) (1 - w)
 
 where t is the first network's tumour probability and w the second's liver-or-tumour probability. MONAI's
-ensembles (`monai.apps.deepgrow`'s, `EnsembleEvaluator`, `MeanEnsembled`) average or vote over whole outputs; none
-takes one class from one network and another from a second, so this is written here.
+ensembles (`EnsembleEvaluator`, `MeanEnsembled`, `VoteEnsembled`) average or vote over whole outputs; none takes
+one class from one network and another from a second, so this is written here.
 """
 
 from __future__ import annotations
