@@ -58,7 +58,8 @@ def test_the_app_runs_both_networks_when_asked(tmp_path):
     config = LiverTumor()
     config.init("liver_tumor", str(tmp_path / "model"), {"liver_model_path": str(DEMO_CHECKPOINT)}, None)
     task = config.infer()
-    assert isinstance(task._get_network("cpu", {}), LiverFrom)
+    # by name: where MONAI Label's loader imported lib again, the app's class is another object of the same code
+    assert type(task._get_network("cpu", {})).__name__ == LiverFrom.__name__
     label_file, result = task({"image": str(image), "device": "cpu"})
     label = nib.load(label_file)
     assert label.shape == study.image.shape and np.allclose(label.affine, study.image.affine, atol=1e-4)
