@@ -102,6 +102,11 @@ def _option(help: str, check: Check | None = None, request: Iterable[str] = ()) 
     return {"help": help, "check": check, "request": tuple(request)}
 
 
+def _optional_path(value: str) -> Path | None:
+    """A path option: None for '' or 'none'."""
+    return None if value.lower() in ("", "none") else Path(value)
+
+
 @dataclass(frozen=True)
 class Settings:
     # --- model
@@ -317,19 +322,19 @@ class Settings:
 
     @property
     def pretrained(self) -> Path | None:
-        return None if self.pretrained_path.lower() in ("", "none") else Path(self.pretrained_path)
+        return _optional_path(self.pretrained_path)
 
     @property
     def liver_model(self) -> Path | None:
-        return None if self.liver_model_path.lower() in ("", "none") else Path(self.liver_model_path)
+        return _optional_path(self.liver_model_path)
 
     @property
     def locator(self) -> Path | None:
-        return None if self.locator_path.lower() in ("", "none") else Path(self.locator_path)
+        return _optional_path(self.locator_path)
 
     @property
     def pyliverlesionseg(self) -> Path | None:
-        return None if self.pyliverlesionseg_path.lower() in ("", "none") else Path(self.pyliverlesionseg_path)
+        return _optional_path(self.pyliverlesionseg_path)
 
 
 @dataclass(frozen=True)
