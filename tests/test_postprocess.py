@@ -12,6 +12,7 @@ from lib.transforms.postprocess import (
     channel_argmax,
     clean_label,
     enclosed,
+    liver_around,
     tumour_biased,
     unsure_tumours_dropped,
 )
@@ -60,6 +61,27 @@ def test_margin_and_speck_size_are_in_millimetres():
     small = clean_label(label, (1.0, 1.0, 1.0), margin_mm=5.0, min_tumour_ml=0.01)   # 8 voxels = 0.008 mL
     assert small[27:29, 10:12, 10:12].max() == 0
 
+
+
+def test_a_tumour_mostly_surrounded_by_other_organs_is_removed_on_request():
+    """min_liver_around: a lesion inside the liver is all liver around; a blob lying on the liver's surface (the
+    gallbladder called tumour) is mostly background around; a lesion half out of the liver is in between."""
+    label = np.zeros((60, 60, 40), np.uint8)
+    label[10:40, 10:40, 5:30] = 1
+    label[20:26, 20:26, 10:16] = 2                # inside
+    label[40:46, 20:26, 10:16] = 2                # on the surface, outside
+    label[25:31, 37:43, 20:26] = 2                # half in, half out (y 37-39 in the liver)
+    components, n = ndimage.label(label == 2, structure=np.ones((3, 3, 3), bool))
+    share = liver_around(components, np.ones(n + 1, bool), label > 0, (2.0, 2.0, 2.0))
+    inside, outside, half = (components[23, 23, 13], components[43, 23, 13], components[28, 40, 23])
+    assert share[inside] == 1.0
+    assert share[outside] < 0.25                  # only the liver face of it: one side of six, partly
+    assert 0.3 < share[half] < 0.7
+    out = clean_label(label, (2.0, 2.0, 2.0), margin_mm=5.0, min_tumour_ml=0.01, min_liver_around=0.6)
+    assert (out[20:26, 20:26, 10:16] == 2).all()
+    assert out[40:46, 20:26, 10:16].max() == 0    # removed, and not enclosed by the liver: background
+    assert out[25:31, 37:43, 20:26].max() < 2     # the exophytic lesion goes too: the price of the filter
+    assert (clean_label(label, (2.0, 2.0, 2.0), 5.0, 0.01) == 2).sum() == (label == 2).sum()  # off: all kept
 
 
 def test_a_tumour_beside_the_liver_is_measured_when_the_margin_is_under_a_voxel_diagonal():

@@ -334,7 +334,8 @@ def compare_labels(labels: dict[str, Path], truth: Path) -> dict:
     if "baseline" in arrays:
         spacing = tuple(float(v) for v in nib.affines.voxel_sizes(t.affine))
         defaults = Settings()
-        cleaned = clean_label(arrays["baseline"], spacing, defaults.tumour_margin_mm, defaults.min_tumour_ml)
+        cleaned = clean_label(arrays["baseline"], spacing, defaults.tumour_margin_mm, defaults.min_tumour_ml,
+                              defaults.min_liver_around_tumour)
         out["baseline_cleaned_vs_truth"] = dice_per_class(cleaned, truth_arr)
         for name, a in arrays.items():
             if name != "baseline":

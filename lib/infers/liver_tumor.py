@@ -178,7 +178,8 @@ class LiverTumorInfer(BasicInferTask):
                   ] if options["second_reader"] else []
         return [
             NearCoarseLiverd(self.output_label_key, self.output_json_key, options["liver_gate_mm"]),
-            LiverTumorPostprocessd(self.output_label_key, s.tumour_margin_mm, s.min_tumour_ml),
+            LiverTumorPostprocessd(self.output_label_key, s.tumour_margin_mm, s.min_tumour_ml,
+                                   options["min_liver_around_tumour"]),
             SqueezeDimd(keys=self.output_label_key, dim=0),
             *reader,
             LesionReportd(self.output_label_key, self.output_json_key),  # all of the label lies in the region

@@ -122,7 +122,8 @@ def predict(net: torch.nn.Module, study: Study, cfg: LoopConfig) -> np.ndarray:
                               torch.device(cfg.device).type, _dtype(cfg.device))
     with torch.no_grad():
         pred = inferer(study.image[None].to(cfg.device), net).argmax(1)[0].cpu().numpy()
-    return clean_label(pred, (cfg.spacing,) * 3, CLEAN_UP.tumour_margin_mm, CLEAN_UP.min_tumour_ml)
+    return clean_label(pred, (cfg.spacing,) * 3, CLEAN_UP.tumour_margin_mm, CLEAN_UP.min_tumour_ml,
+                       CLEAN_UP.min_liver_around_tumour)
 
 
 def evaluate(net: torch.nn.Module, studies: list[Study], cfg: LoopConfig) -> dict:

@@ -467,7 +467,7 @@ class LiverTumorTrain(BasicTrainTask):
 
     def val_additional_metrics(self, context: Context):
         s = self.settings
-        cleaning = (tuple(s.spacing), s.tumour_margin_mm, s.min_tumour_ml)
+        cleaning = (tuple(s.spacing), s.tumour_margin_mm, s.min_tumour_ml, s.min_liver_around_tumour)
         return {**{f"val_{name}_dice": MeanDice(output_transform=SelectClass(c), include_background=True)
                    for name, c in LABELS.items()},
                 "val_tumour_global_dice": GlobalTumourDice(), "val_lesion_sensitivity": LesionSensitivity(*cleaning),

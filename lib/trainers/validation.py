@@ -122,14 +122,15 @@ class LesionSensitivity(_OverStudies):
     annotator would see; the Dice metrics stay on the raw prediction."""
 
     def __init__(self, spacing: tuple[float, ...], margin_mm: float, min_tumour_ml: float,
-                 count_as: str = "found") -> None:
+                 min_liver_around: float = 0.0, count_as: str = "found") -> None:
         super().__init__()
         self.spacing, self.margin_mm, self.min_tumour_ml = tuple(spacing), margin_mm, min_tumour_ml
+        self.min_liver_around = min_liver_around
         self.affine = np.diag([*spacing, 1.0])
         self.count_as = count_as
 
     def cleaned(self, pred: np.ndarray) -> np.ndarray:
-        return clean_label(pred, self.spacing, self.margin_mm, self.min_tumour_ml)
+        return clean_label(pred, self.spacing, self.margin_mm, self.min_tumour_ml, self.min_liver_around)
 
     def count(self, pred, label):
         found = lesion_detection(self.cleaned(pred), label, self.affine)["found_by_size"]

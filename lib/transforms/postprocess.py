@@ -10,20 +10,22 @@ from scipy import ndimage
 
 FULL_CONNECTIVITY = np.ones((3, 3, 3), bool)
 BRIDGE_MM = 3.0  # strands up to twice this thick between the liver and what else the model called liver are cut
+AROUND_MM = 3.0  # "what surrounds a tumour": the voxels this far from it at most
 
 
-def clean_label(label: np.ndarray, spacing: tuple[float, float, float], margin_mm: float, min_tumour_ml: float
-                ) -> np.ndarray:
+def clean_label(label: np.ndarray, spacing: tuple[float, float, float], margin_mm: float, min_tumour_ml: float,
+                min_liver_around: float = 0.0) -> np.ndarray:
     """label: (X, Y, Z) with 0/1/2. The liver is the liver found in the largest connected component of liver and
     tumour together (a large tumour does not split it in two), less what hangs on it by a thin strand; each
-    tumour component, anywhere, is kept when it lies within margin_mm of that liver and holds at least
-    min_tumour_ml. A removed tumour becomes liver where the liver encloses it, background elsewhere."""
+    tumour component, anywhere, is kept when it lies within margin_mm of that liver, holds at least min_tumour_ml
+    and at least the share min_liver_around of the voxels within AROUND_MM of it are that liver or tumour. A
+    removed tumour becomes liver where the liver encloses it, background elsewhere."""
     label = np.asarray(label).astype(np.uint8)
     box = _labelled_box(label, spacing)
     if box is None:
         return label
     out = np.zeros_like(label)
-    out[box] = _clean_box(label[box], spacing, margin_mm, min_tumour_ml)
+    out[box] = _clean_box(label[box], spacing, margin_mm, min_tumour_ml, min_liver_around)
     return out
 
 
@@ -46,8 +48,8 @@ def _coarse_step(spacing: tuple[float, float, float], bridge_mm: float = BRIDGE_
     return tuple(max(1, round(bridge_mm / (2 * s))) for s in spacing)
 
 
-def _clean_box(label: np.ndarray, spacing: tuple[float, float, float], margin_mm: float, min_tumour_ml: float
-               ) -> np.ndarray:
+def _clean_box(label: np.ndarray, spacing: tuple[float, float, float], margin_mm: float, min_tumour_ml: float,
+               min_liver_around: float = 0.0) -> np.ndarray:
     """clean_label's work on a box that holds every labelled voxel."""
     keep = KeepLargestConnectedComponent(applied_labels=[1, 2], is_onehot=False, independent=False)
     largest = np.asarray(keep(torch.tensor(label[None])))[0] > 0  # a copy: the transform works in place
@@ -62,12 +64,34 @@ def _clean_box(label: np.ndarray, spacing: tuple[float, float, float], margin_mm
     volume_ml = np.bincount(components.ravel(), minlength=n + 1) * float(np.prod(spacing)) / 1000.0
     kept = (nearest <= margin_mm) & (volume_ml >= min_tumour_ml)
     kept[0] = False
+    if min_liver_around > 0:
+        share = liver_around(components, kept, liver | (label == 2), spacing)
+        kept &= share >= min_liver_around
     tumour = kept[components]
     out[tumour] = 2
     removed = (label == 2) & ~tumour
     if removed.any():
         out[enclosed(out > 0) & removed] = 1
     return out
+
+
+def liver_around(components: np.ndarray, which: np.ndarray, organ: np.ndarray, spacing: tuple[float, float, float]
+                 ) -> np.ndarray:
+    """(n + 1,) for each component where `which` is set, the share of the voxels within AROUND_MM of it (outside
+    it) that `organ` holds; 1 for the others. A lesion of the liver is mostly surrounded by liver; the gallbladder,
+    the stomach or the IVC beside it, called tumour, are not (measured on the tuning phantoms: docs/model.md).
+    Each component is measured in the box around it only."""
+    share = np.ones(len(which))
+    reach = [int(np.ceil(AROUND_MM / s)) + 1 for s in spacing]
+    for k, box in enumerate(ndimage.find_objects(components), start=1):
+        if box is None or not which[k]:
+            continue
+        grown = tuple(slice(max(0, b.start - r), min(n, b.stop + r)) for b, r, n in zip(box, reach, organ.shape))
+        part = components[grown] == k
+        around = ndimage.distance_transform_edt(~part, sampling=spacing) <= AROUND_MM
+        around &= ~part
+        share[k] = float(organ[grown][around].mean()) if around.any() else 1.0
+    return share
 
 
 def enclosed(mask: np.ndarray) -> np.ndarray:
@@ -136,9 +160,9 @@ def _without_bridges(organ: np.ndarray, spacing: tuple[float, float, float], bri
 class LiverTumorPostprocessd(MapTransform):
     """clean_label on a (1, X, Y, Z) label, in its own voxel spacing; the MetaTensor's geometry is kept."""
 
-    def __init__(self, key: str, margin_mm: float, min_tumour_ml: float) -> None:
+    def __init__(self, key: str, margin_mm: float, min_tumour_ml: float, min_liver_around: float = 0.0) -> None:
         super().__init__(keys=[key])
-        self.margin_mm, self.min_tumour_ml = margin_mm, min_tumour_ml
+        self.margin_mm, self.min_tumour_ml, self.min_liver_around = margin_mm, min_tumour_ml, min_liver_around
 
     def __call__(self, data):
         d = dict(data)
@@ -146,7 +170,7 @@ class LiverTumorPostprocessd(MapTransform):
             pred = d[key]
             spacing = tuple(float(s) for s in pred.pixdim[:3]) if isinstance(pred, MetaTensor) else (1.0,) * 3
             cleaned = clean_label(np.asarray(torch.as_tensor(pred)[0].cpu()), spacing, self.margin_mm,
-                                  self.min_tumour_ml)
+                                  self.min_tumour_ml, self.min_liver_around)
             tensor = torch.as_tensor(cleaned[None])
             d[key] = MetaTensor(tensor, meta=pred.meta, applied_operations=pred.applied_operations) \
                 if isinstance(pred, MetaTensor) else tensor
