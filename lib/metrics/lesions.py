@@ -79,7 +79,8 @@ def overlap_iou(lesion_voxels: int, overlap_voxels: int, touching_voxels: int) -
     return overlap_voxels / union if union else 0.0
 
 
-def _grown(box: tuple[slice, ...], by: np.ndarray, shape: tuple[int, ...]) -> tuple[slice, ...]:
+def grown_box(box: tuple[slice, ...], by: np.ndarray | list[int], shape: tuple[int, ...]) -> tuple[slice, ...]:
+    """`box` widened by `by` voxels on each axis (a number per axis), within an array of `shape`."""
     return tuple(slice(max(0, b.start - int(n)), min(s, b.stop + int(n))) for b, n, s in zip(box, by, shape))
 
 
@@ -124,7 +125,7 @@ def lesion_detection(pred: np.ndarray, truth: np.ndarray, affine: np.ndarray, kn
             kind[0] += int(found)
             kind[1] += 1
         if image is not None:
-            grown = _grown(box, np.ceil(SHELL_MM[1] / spacing) + 1, truth.shape)
+            grown = grown_box(box, np.ceil(SHELL_MM[1] / spacing) + 1, truth.shape)
             contrast = contrast_hu(image[grown], true_parts[grown] == k, truth[grown] == LIVER, spacing)
             each[-1]["contrast_hu"] = None if contrast is None else round(contrast, 1)
             if is_visible(diameter, contrast):

@@ -8,6 +8,8 @@ from monai.data import MetaTensor
 from monai.transforms import KeepLargestConnectedComponent, MapTransform
 from scipy import ndimage
 
+from ..metrics.lesions import grown_box
+
 FULL_CONNECTIVITY = np.ones((3, 3, 3), bool)
 BRIDGE_MM = 3.0  # strands up to twice this thick between the liver and what else the model called liver are cut
 AROUND_MM = 3.0  # "what surrounds a tumour": the voxels this far from it at most
@@ -86,7 +88,7 @@ def liver_around(components: np.ndarray, which: np.ndarray, organ: np.ndarray, s
     for k, box in enumerate(ndimage.find_objects(components), start=1):
         if box is None or not which[k]:
             continue
-        grown = tuple(slice(max(0, b.start - r), min(n, b.stop + r)) for b, r, n in zip(box, reach, organ.shape))
+        grown = grown_box(box, reach, organ.shape)
         part = components[grown] == k
         around = ndimage.distance_transform_edt(~part, sampling=spacing) <= AROUND_MM
         around &= ~part
