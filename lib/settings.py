@@ -294,6 +294,10 @@ class Settings:
         "model folder, which persists between runs", not_negative, ["train"]))
     cache_workers: int = field(default=2, metadata=_option(
         "threads that pre-process studies into the cache", at_least(1), ["train"]))
+    loader_workers: int = field(default=0, metadata=_option(
+        "processes that run training steps' random transforms (crops, lesion synthesis, augmentation) on the CPU "
+        "while the model trains; 0: in the training process, on the GPU where there is one. On a GPU machine with "
+        "many cores, several: one process spent 0.25 s a step painting lesions", not_negative, ["train"]))
     amp_dtype: str = field(default="float16", metadata=_option(
         "CUDA mixed precision: float16 (with a gradient scaler) or bfloat16", one_of("float16", "bfloat16"),
         ["train"]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -365,3 +366,43 @@ def test_lesion_balanced_crops_pick_a_small_lesion_as_often_as_a_large_one(task)
     assert n >= 2 and counts.min() == counts.max() > 0      # every lesion alike
     assert before.max() > 3 * before.min()                  # where MONAI's follow the lesions' volumes
     assert task.cache_signature(Ctx()) != task.cache_signature()
+
+
+def test_loader_workers_run_the_random_transforms_in_processes_seeded_apart(phantoms, tmp_path):
+    """loader_workers 2: the steps' random transforms run in two processes, not the training one, and the two do
+    not draw the same crops: four copies of one study, so two processes seeded alike would give equal steps."""
+    from lib.data.phantoms.study import study_id, study_paths
+    from lib.data.sample_datastore import final_label_path
+
+    store, marks = tmp_path / "store", tmp_path / "pids"
+    marks.mkdir()
+    source = study_paths(phantoms, study_id(PHANTOM_SEED, 0))
+    for copy in range(4):
+        paths = study_paths(store, f"copy_{copy}")
+        for key in ("image", "label"):
+            paths[key].parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source[key], paths[key])
+        final_label_path(store, f"copy_{copy}").parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source["label"], final_label_path(store, f"copy_{copy}"))
+    _, task = _untrained(tmp_path / "model", spacing="4", loader_workers="2")
+    random, loss, steps = task.random_transforms, task.loss_function, []
+
+    def marking(context):  # each process that runs the transforms leaves its id
+        return [*random(context), lambda d: [(marks / str(os.getpid())).touch(), d][1]]
+
+    def recording(context):
+        inner = loss(context)
+
+        def forward(pred, target):
+            steps.append(target.detach().cpu().clone())
+            return inner(pred, target)
+        return forward
+
+    task.random_transforms, task.loss_function = marking, recording
+    task({"model": "liver_tumor", "max_epochs": 1, "val_split": 0.25, "seed": 0, "multi_gpu": False,
+          "crop_size": 32, "crops_per_volume": 2}, CheckedLocalDatastore(str(store)))
+    workers = {int(p.name) for p in marks.iterdir()}
+    assert len(workers) == 2 and os.getpid() not in workers
+    assert len(steps) == 3
+    assert not any(torch.equal(a, b) for i, a in enumerate(steps) for b in steps[i + 1:])
+    assert (tmp_path / "model" / "liver_tumor.pt").exists()
