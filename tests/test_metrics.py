@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from lib.metrics.dice import dice, whole_liver_dice
 from lib.metrics.evaluate import summarise
@@ -131,7 +132,7 @@ def test_sizes_dice_and_their_summary():
 def test_validation_counts_the_lesions_an_annotator_would_see():
     """Training validation counts false positives on the cleaned label /infer returns: specks under min_tumour_ml
     and tumour far from the liver are not lesions anyone sees; a real false positive in the liver is."""
-    from lib.trainers.validation import FalsePositiveLesions, LesionSensitivity
+    from lib.trainers.validation import LesionCounts
 
     truth = np.zeros((60, 60, 60), np.uint8)
     truth[10:50, 10:50, 10:50] = 1
@@ -139,12 +140,38 @@ def test_validation_counts_the_lesions_an_annotator_would_see():
     pred = truth.copy()
     pred[45, 15, 45] = 2  # a 1 mm^3 speck in the liver: removed (under 0.02 mL)
     pred[55:58, 55:58, 55:58] = 2  # 27 mm^3 far outside the liver: removed (over 5 mm away)
-    fp, sensitivity = FalsePositiveLesions((1.0,) * 3, 5.0, 0.02), LesionSensitivity((1.0,) * 3, 5.0, 0.02)
-    assert fp.count(pred, truth) == (0.0, 1.0) and sensitivity.count(pred, truth) == (1.0, 1.0)
+    counts = LesionCounts((1.0,) * 3, 5.0, 0.02)
+    # found, matched, of (lesions of 10 mm or more), false positives, studies
+    assert counts.count(pred, truth) == (1.0, 1.0, 1.0, 0.0, 1.0)
     pred[ball(truth.shape, (38, 38, 38), 4)] = 2  # 0.27 mL in the liver, no true lesion there
-    assert fp.count(pred, truth) == (1.0, 1.0)
+    assert counts.count(pred, truth) == (1.0, 1.0, 1.0, 1.0, 1.0)
     assert lesion_detection(pred, truth, AFFINE)["false_positives"] == 3  # raw, as before cleaning
-    matched = LesionSensitivity((1.0,) * 3, 5.0, 0.02, count_as="matched")
-    assert matched.count(pred, truth) == (1.0, 1.0)
     pred[10:35, 10:35, 10:35] = 2  # the liver around the lesion called tumour: the lesion is found, not matched
-    assert sensitivity.count(pred, truth) == (1.0, 1.0) and matched.count(pred, truth) == (0.0, 1.0)
+    assert counts.count(pred, truth) == (1.0, 0.0, 1.0, 1.0, 1.0)
+
+
+def test_validation_counts_each_study_s_lesions_once_for_its_three_numbers(monkeypatch):
+    """Sensitivity, matched share and false positives a study come from one count per study (the clean-up and the
+    connected components are most of a validation's time on a GPU), and say what the studies hold."""
+    from ignite.engine import Engine
+
+    import lib.trainers.validation as validation
+
+    calls = []
+    detect = validation.lesion_detection
+    monkeypatch.setattr(validation, "lesion_detection", lambda *a: calls.append(1) or detect(*a))
+    truth = np.zeros((40, 40, 40), np.uint8)
+    truth[5:35, 5:35, 5:35] = 1
+    truth[ball(truth.shape, (15, 15, 15), 6)] = 2
+    missed = truth.copy()
+    missed[missed == 2] = 1
+    missed[ball(truth.shape, (28, 28, 28), 4)] = 2  # and a false positive
+    one_hot = lambda a: torch.nn.functional.one_hot(torch.as_tensor(a).long(), 3).permute(3, 0, 1, 2)  # noqa: E731
+    studies = [(truth, truth), (missed, truth)]
+    engine = Engine(lambda e, i: {"pred": [one_hot(studies[i][0])], "label": [one_hot(studies[i][1])]})
+    for name, metric in validation.lesion_metrics((1.0,) * 3, 5.0, 0.02).items():
+        metric.attach(engine, name)
+    metrics = engine.run([0, 1], max_epochs=1).metrics
+    assert len(calls) == 2
+    assert metrics["val_lesion_sensitivity"] == 0.5 and metrics["val_lesions_matched"] == 0.5
+    assert metrics["val_false_positive_lesions"] == 0.5

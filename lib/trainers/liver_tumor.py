@@ -68,13 +68,12 @@ from .lesion_centres import LesionBalancedCentresd
 from .lr_schedule import CosineLearningRate
 from .publish import PublishBest
 from .validation import (
-    FalsePositiveLesions,
     FittedWindows,
     GlobalTumourDice,
-    LesionSensitivity,
     LiverRegiond,
     SelectClass,
     Validated,
+    lesion_metrics,
 )
 
 logger = logging.getLogger(__name__)
@@ -478,9 +477,7 @@ class LiverTumorTrain(BasicTrainTask):
         cleaning = (tuple(s.spacing), s.tumour_margin_mm, s.min_tumour_ml, s.min_liver_around_tumour)
         return {**{f"val_{name}_dice": MeanDice(output_transform=SelectClass(c), include_background=True)
                    for name, c in LABELS.items()},
-                "val_tumour_global_dice": GlobalTumourDice(), "val_lesion_sensitivity": LesionSensitivity(*cleaning),
-                "val_lesions_matched": LesionSensitivity(*cleaning, count_as="matched"),
-                "val_false_positive_lesions": FalsePositiveLesions(*cleaning)}
+                "val_tumour_global_dice": GlobalTumourDice(), **lesion_metrics(*cleaning)}
 
     # ---- publishing, progress, resuming
     @property

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from ignite.metrics import Metric
+from ignite.metrics import Metric, MetricsLambda
 from ignite.metrics.metric import reinit__is_reduced, sync_all_reduce
 from monai.handlers import from_engine
 from monai.inferers import Inferer, SlidingWindowInferer
@@ -78,14 +78,17 @@ class SelectClass:
 
 
 class _OverStudies(Metric):
-    """An ignite metric summed over the validation studies (and over ranks), from one-hot predictions and labels."""
+    """An ignite metric summed over the validation studies (and over ranks), from one-hot predictions and labels:
+    `count` gives each study's (numerator, denominator), or SIZE numbers summed alike."""
+
+    SIZE = 2
 
     def __init__(self) -> None:
         super().__init__(output_transform=from_engine(["pred", "label"]))
 
     @reinit__is_reduced
     def reset(self) -> None:
-        self._sums = torch.zeros(2, dtype=torch.float64)
+        self._sums = torch.zeros(self.SIZE, dtype=torch.float64)
 
     @reinit__is_reduced
     def update(self, output) -> None:
@@ -93,13 +96,16 @@ class _OverStudies(Metric):
             self._sums += torch.tensor(self.count(_classes(pred), _classes(label)), dtype=torch.float64)
 
     @sync_all_reduce("_sums")
-    def compute(self) -> float:
-        numerator, denominator = self._sums.tolist()
-        return numerator / denominator if denominator else float("nan")
+    def compute(self) -> Any:
+        return _ratio(*self._sums.tolist())
 
     @abstractmethod
-    def count(self, pred: np.ndarray, label: np.ndarray) -> tuple[float, float]:
-        """(numerator, denominator) of one study."""
+    def count(self, pred: np.ndarray, label: np.ndarray) -> tuple[float, ...]:
+        """The numbers one study adds."""
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator else float("nan")
 
 
 def _classes(one_hot: torch.Tensor) -> np.ndarray:
@@ -114,32 +120,41 @@ class GlobalTumourDice(_OverStudies):
         return 2.0 * float((a & b).sum()), float(a.sum() + b.sum())
 
 
-class LesionSensitivity(_OverStudies):
-    """The share of true lesions of 10 mm or more that a predicted tumour overlaps ("found"), or that the predicted
-    components touching them match with an IoU of 0.5 or more ("matched": a tumour label spread over the liver
-    finds every lesion in it and matches none). Lesions are counted on the label /infer would return
-    (lib.transforms.postprocess.clean_label: tumour near the liver, no specks), so the false positives are those an
-    annotator would see; the Dice metrics stay on the raw prediction."""
+class LesionCounts(_OverStudies):
+    """Lesion detection (lib.metrics.lesions) summed over the validation studies: true lesions of 10 mm or more
+    found (a predicted tumour overlaps them), matched (the predicted components touching them reach an IoU of 0.5: a
+    tumour label spread over the liver finds every lesion in it and matches none) and in all, false-positive lesions,
+    studies. Counted on the label /infer would return (lib.transforms.postprocess.clean_label: tumour near the liver,
+    no specks), so the false positives are those an annotator would see; the Dice metrics stay on the raw
+    prediction. lesion_metrics reads the three validation numbers from one of these, so that each study is cleaned
+    and its lesions counted once, not once a number (the clean-up is most of a validation's time on a GPU)."""
+
+    SIZE = 5
 
     def __init__(self, spacing: tuple[float, ...], margin_mm: float, min_tumour_ml: float,
-                 min_liver_around: float = 0.0, count_as: str = "found") -> None:
+                 min_liver_around: float = 0.0) -> None:
         super().__init__()
         self.spacing, self.margin_mm, self.min_tumour_ml = tuple(spacing), margin_mm, min_tumour_ml
         self.min_liver_around = min_liver_around
         self.affine = np.diag([*spacing, 1.0])
-        self.count_as = count_as
-
-    def cleaned(self, pred: np.ndarray) -> np.ndarray:
-        return clean_label(pred, self.spacing, self.margin_mm, self.min_tumour_ml, self.min_liver_around)
 
     def count(self, pred, label):
-        found = lesion_detection(self.cleaned(pred), label, self.affine)["found_by_size"]
-        bands = [v for k, v in found.items() if not k.startswith("under")]
-        return float(sum(b[self.count_as] for b in bands)), float(sum(b["of"] for b in bands))
+        cleaned = clean_label(pred, self.spacing, self.margin_mm, self.min_tumour_ml, self.min_liver_around)
+        detection = lesion_detection(cleaned, label, self.affine)
+        bands = [v for k, v in detection["found_by_size"].items() if not k.startswith("under")]
+        return (float(sum(b["found"] for b in bands)), float(sum(b["matched"] for b in bands)),
+                float(sum(b["of"] for b in bands)), float(detection["false_positives"]), 1.0)
+
+    @sync_all_reduce("_sums")
+    def compute(self) -> list[float]:
+        return self._sums.tolist()
 
 
-class FalsePositiveLesions(LesionSensitivity):
-    """Predicted lesions that overlap no true one, per validation study."""
-
-    def count(self, pred, label):
-        return float(lesion_detection(self.cleaned(pred), label, self.affine)["false_positives"]), 1.0
+def lesion_metrics(spacing: tuple[float, ...], margin_mm: float, min_tumour_ml: float,
+                   min_liver_around: float = 0.0) -> dict[str, Metric]:
+    """val_lesion_sensitivity (found of the lesions of 10 mm or more), val_lesions_matched (matched of them) and
+    val_false_positive_lesions (a study), all read from one LesionCounts (ignite attaches it once)."""
+    counts = LesionCounts(spacing, margin_mm, min_tumour_ml, min_liver_around)
+    return {"val_lesion_sensitivity": MetricsLambda(lambda s: _ratio(s[0], s[2]), counts),
+            "val_lesions_matched": MetricsLambda(lambda s: _ratio(s[1], s[2]), counts),
+            "val_false_positive_lesions": MetricsLambda(lambda s: _ratio(s[3], s[4]), counts)}
