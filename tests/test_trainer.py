@@ -406,3 +406,26 @@ def test_loader_workers_run_the_random_transforms_in_processes_seeded_apart(phan
     assert len(steps) == 3
     assert not any(torch.equal(a, b) for i, a in enumerate(steps) for b in steps[i + 1:])
     assert (tmp_path / "model" / "liver_tumor.pt").exists()
+
+
+def test_training_steps_leave_the_cached_study_as_it_was(task, tmp_path):
+    """The study cache hands its study to the steps' random transforms without copying it (per_step_copies):
+    crops, padding, fatty livers, painted lesions, noise and nnU-Net's augmentations at every step must leave the
+    cached image, label, crop centres and metadata as they were."""
+    from lib.data.study_cache import StudyCache
+
+    class Context:
+        device = torch.device("cpu")
+        request = task.options({"synth_prob": 1.0, "fatty_liver_prob": 1.0, "noise_prob": 1.0, "augment_prob": 1.0,
+                                "crop_ratios": "1,1,2", "train_batch_size": 2})
+
+    cache = StudyCache([SAMPLE], Compose(task.deterministic_transforms(Context)),
+                       Compose(task.random_transforms(Context)), "sig", None, memory_mb=64, per_step_copies=True).warm()
+    study = cache.prepared(0)
+    before = {k: [v.clone() for v in study[k]] if isinstance(study[k], list) else study[k].clone() for k in study}
+    operations = len(study["image"].applied_operations)
+    steps = [cache[0] for _ in range(12)]
+    assert all(len(s) == 4 for s in steps) and any(float((c["label"] == 2).sum()) > 0 for s in steps for c in s)
+    assert torch.equal(study["image"], before["image"]) and torch.equal(study["label"], before["label"])
+    assert all(torch.equal(a, b) for a, b in zip(study["label_cls_indices"], before["label_cls_indices"]))
+    assert len(study["image"].applied_operations) == operations and set(study) == set(before)

@@ -408,7 +408,9 @@ class LiverTumorTrain(BasicTrainTask):
         share = (n_train if is_train else n_val) / max(1, n_train + n_val)
         cache = StudyCache(datalist, deterministic, per_step, signature, self.cache_dir(),
                            memory_mb=context.request["cache_mb"] * share,
-                           workers=context.request["cache_workers"])
+                           # the crops are views of the cached study, and no transform after them changes its input
+                           # in place (tests/test_trainer.py checks): no copy of the whole study at each step
+                           workers=context.request["cache_workers"], per_step_copies=is_train)
         logger.info("%d - %s: %d studies", context.local_rank, "training" if is_train else "validation", len(datalist))
         cache.warm()
         if mining:
