@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 from monai.data import MetaTensor
+from scipy import ndimage
 
 from lib.data.phantoms.lesions import CONTRAST, NECROSIS_HU, RIM, SUBTLE_CNR
 from lib.data.phantoms.tissues import PHASES
-from lib.transforms.synthesis import SynthesizeTumoursd, noise_sd, paint
+from lib.transforms.synthesis import SynthesizeTumoursd, _centre, noise_sd, paint
 
 SPACING = (1.0, 1.0, 1.0)
 
@@ -105,3 +106,21 @@ def test_a_phantoms_lesions_and_synthetic_ones_come_from_one_model(preset):
         if t["kind"] != "subtle":
             lo, hi = CONTRAST[t["kind"]][phase]
             assert lo <= t["contrast_hu"] <= hi
+
+
+def test_lesion_centres_lie_as_deep_as_the_distance_transform_says():
+    """A deep lesion's centre at least 0.7 r from anything that is not liver, a superficial one's at most 0.3 r,
+    as the crop's distance transform measures depth (the centres are found without computing it)."""
+    liver = np.zeros((60, 50, 40), bool)
+    liver[5:55, 8:45, 4:36] = True
+    liver[20:30, 20:30, 10:20] = False  # a vessel-like hole
+    spacing = np.array([0.8, 0.8, 1.5])
+    depth = ndimage.distance_transform_edt(liver, sampling=spacing)
+    voxels = np.flatnonzero(liver)
+    for radius in (4.0, 8.0, 16.0):
+        for surface in (False, True):
+            centres = {tuple(_centre(np.random.default_rng(s), liver, voxels, spacing, radius, surface,
+                                     lambda: depth)) for s in range(30)}
+            found = [depth[c] for c in centres]
+            assert all(0 < d <= 0.3 * radius for d in found) if surface else all(d >= 0.7 * radius for d in found)
+            assert len(centres) > 10  # drawn, not one voxel

@@ -45,6 +45,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=output_dir, default=Path("runs/bench-probe"), help="probe.json, probe.png go here")
     p.set_defaults(run=run_probe)
 
+    p = kinds.add_parser("steps", help="a training step's data, transform by transform, on labelled studies (one "
+                                       "thread, as a loader process): where a GPU's steps wait")
+    p.add_argument("--studies", type=existing_dir, required=True, help="a folder of images (a datastore)")
+    p.add_argument("--truth", type=existing_dir, help="their labels, same names (default STUDIES/truth)")
+    p.add_argument("--steps", type=positive_int, default=10, help="steps a study (default 10)")
+    p.add_argument("--conf", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                   help="a train option, as a train request gives it (e.g. synth_prob 0.5); repeatable")
+    p.add_argument("--out", type=output_dir, default=Path("runs/bench-steps"), help="steps.json, steps.png go here")
+    p.set_defaults(run=run_steps)
+
     p = kinds.add_parser("al", help="label efficiency of the active-learning strategies (oracle on phantoms)")
     p.add_argument("--work", type=output_dir, default=Path("runs/bench-al"), help="phantoms and cache")
     p.add_argument("--out", type=output_dir, default=Path("runs/bench-al"), help="al.json and al.png go here")
@@ -249,6 +259,17 @@ def run_probe(args: argparse.Namespace) -> None:
                        f"{cfg.crop_voxels}-voxel crops")
     save_json(result, args.out / "probe.json")
     probe_chart(result, args.out / "probe.png")
+    print(json.dumps(result, indent=1))
+
+
+def run_steps(args: argparse.Namespace) -> None:
+    from ..bench.steps import measure, plot
+    from ..data.atomic import save_json
+
+    result = measure(labelled_studies(args.studies, args.truth), dict(args.conf), args.steps,
+                     progress=lambda m: print(m, file=sys.stderr, flush=True))
+    save_json(result, args.out / "steps.json")
+    plot(result, args.out / "steps.png")
     print(json.dumps(result, indent=1))
 
 

@@ -13,7 +13,8 @@ MONAI has transforms that paste or blend given patches, none that draws lesions 
 
 from __future__ import annotations
 
-from typing import Hashable, Sequence
+import functools
+from typing import Callable, Hashable, Sequence
 
 import numpy as np
 import torch
@@ -29,6 +30,7 @@ PHASE_ODDS = (0.2, 0.3, 0.5)  # non-contrast, arterial, portal venous: the phase
 SURFACE_ODDS = 0.2
 SAMPLES = 2  # per voxel and axis, for partial volume at the edge
 MIN_LIVER_VOXELS = 500
+CENTRE_BATCH, CENTRE_BATCHES = 16, 32  # liver voxels drawn at once to find a lesion's centre, and how many times
 
 
 class SynthesizeTumoursd(RandomizableTransform, MapTransform):
@@ -85,6 +87,49 @@ def noise_sd(hu: np.ndarray, liver: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(values - np.median(values))) * np.sqrt(27 / 26))
 
 
+def _offsets(spacing: np.ndarray, radius_mm: float, strict: bool = False) -> np.ndarray:
+    """Voxel offsets within radius_mm of a voxel (nearer than it where strict), the voxel itself left out."""
+    reach = np.floor(radius_mm / spacing).astype(int)
+    grid = np.stack(np.meshgrid(*[np.arange(-n, n + 1) for n in reach], indexing="ij"), -1).reshape(-1, 3)
+    length = np.sqrt(((grid * spacing) ** 2).sum(1))
+    within = length < radius_mm if strict else length <= radius_mm
+    return grid[within & (np.abs(grid).sum(1) > 0)]
+
+
+def _clear(liver: np.ndarray, points: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Whether every voxel at those offsets from each point (points x 3) is liver; beyond the array counts as
+    liver, as a distance transform of the array sees it."""
+    if not len(offsets):
+        return np.ones(len(points), bool)
+    around = points[:, None, :] + offsets[None]
+    inside = np.all((around >= 0) & (around < np.asarray(liver.shape)), axis=-1)
+    values = np.ones(inside.shape, bool)
+    values[inside] = liver[tuple(around[inside].T)]
+    return values.all(axis=1)
+
+
+def _centre(rng: np.random.Generator, liver: np.ndarray, voxels: np.ndarray, spacing: np.ndarray, radius_mm: float,
+            surface: bool, depth: Callable[[], np.ndarray]) -> np.ndarray:
+    """A liver voxel (of `voxels`, flat indices) drawn evenly among those whose depth (the distance to the nearest
+    voxel that is not liver, as the crop's distance transform measures it: nothing beyond the crop counts) is at
+    least 0.7 r, or for a superficial lesion at most 0.3 r. Liver voxels are drawn a batch at a time and each
+    checked against the ball of that radius around it; the distance transform of the whole crop (half of the
+    synthesis' time when it was computed for every crop) only where no draw fits, and then, where no voxel fits,
+    the deepest part."""
+    ball = _offsets(spacing, 0.3 * radius_mm) if surface else _offsets(spacing, 0.7 * radius_mm, strict=True)
+    for _ in range(CENTRE_BATCHES):
+        batch = np.stack(np.unravel_index(voxels[rng.integers(len(voxels), size=CENTRE_BATCH)], liver.shape), -1)
+        clear = _clear(liver, batch, ball)
+        fits = np.flatnonzero(~clear if surface else clear)
+        if len(fits):
+            return batch[fits[0]]
+    d = depth()
+    where = np.argwhere((d > 0) & (d <= 0.3 * radius_mm) if surface else d >= 0.7 * radius_mm)
+    if len(where) == 0:
+        where = np.argwhere(d >= 0.7 * d.max())  # a small liver: as deep as it goes
+    return where[int(rng.integers(len(where)))]
+
+
 def paint(rng: np.random.Generator, hu: np.ndarray, liver: np.ndarray, spacing: Sequence[float], count: int,
           size_mm: tuple[float, float]) -> Painted:
     """`count` lesions painted into the liver of a volume of CT numbers (a copy); where they are (>= half a voxel
@@ -94,17 +139,15 @@ def paint(rng: np.random.Generator, hu: np.ndarray, liver: np.ndarray, spacing: 
     spacing = np.asarray(spacing, float)
     liver_hu = float(np.median(hu[liver]))
     sd = noise_sd(hu, liver)
-    depth = ndimage.distance_transform_edt(liver, sampling=spacing)  # mm to the capsule, inside the liver
+    depth = functools.cache(lambda: ndimage.distance_transform_edt(liver, sampling=spacing))  # mm to the capsule
+    voxels = np.flatnonzero(liver)
     phase = int(rng.choice(3, p=list(PHASE_ODDS)))
     lesions = []
     for _ in range(count):
         kind, diameter = draw_kind_and_size(rng, size_mm[1], size_mm[0])
         r = diameter / 2
         surface = bool(rng.uniform() < SURFACE_ODDS)
-        where = np.argwhere((depth > 0) & (depth <= 0.3 * r) if surface else depth >= 0.7 * r)
-        if len(where) == 0:
-            where = np.argwhere(depth >= 0.7 * depth.max())  # a small liver: as deep as it goes
-        centre_voxel = where[int(rng.integers(len(where)))]
+        centre_voxel = _centre(rng, liver, voxels, spacing, r, surface, depth)
         centre = centre_voxel * spacing
         lobulated, parts = draw_shape(rng, centre, diameter)
         look = draw_look(rng, kind, diameter, phase, sd)
