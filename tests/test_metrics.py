@@ -133,6 +133,7 @@ def test_validation_counts_the_lesions_an_annotator_would_see():
     """Training validation counts false positives on the cleaned label /infer returns: specks under min_tumour_ml
     and tumour far from the liver are not lesions anyone sees; a real false positive in the liver is."""
     from lib.trainers.validation import LesionCounts
+    from lib.transforms.postprocess import CleanUp
 
     truth = np.zeros((60, 60, 60), np.uint8)
     truth[10:50, 10:50, 10:50] = 1
@@ -140,7 +141,7 @@ def test_validation_counts_the_lesions_an_annotator_would_see():
     pred = truth.copy()
     pred[45, 15, 45] = 2  # a 1 mm^3 speck in the liver: removed (under 0.02 mL)
     pred[55:58, 55:58, 55:58] = 2  # 27 mm^3 far outside the liver: removed (over 5 mm away)
-    counts = LesionCounts((1.0,) * 3, 5.0, 0.02)
+    counts = LesionCounts((1.0,) * 3, CleanUp(margin_mm=5.0, min_tumour_ml=0.02))
     # found, matched, of (lesions of 10 mm or more), false positives, studies
     assert counts.count(pred, truth) == (1.0, 1.0, 1.0, 0.0, 1.0)
     pred[ball(truth.shape, (38, 38, 38), 4)] = 2  # 0.27 mL in the liver, no true lesion there
@@ -169,7 +170,7 @@ def test_validation_counts_each_study_s_lesions_once_for_its_three_numbers(monke
     one_hot = lambda a: torch.nn.functional.one_hot(torch.as_tensor(a).long(), 3).permute(3, 0, 1, 2)  # noqa: E731
     studies = [(truth, truth), (missed, truth)]
     engine = Engine(lambda e, i: {"pred": [one_hot(studies[i][0])], "label": [one_hot(studies[i][1])]})
-    for name, metric in validation.lesion_metrics((1.0,) * 3, 5.0, 0.02).items():
+    for name, metric in validation.lesion_metrics((1.0,) * 3, validation.CleanUp(5.0, 0.02)).items():
         metric.attach(engine, name)
     metrics = engine.run([0, 1], max_epochs=1).metrics
     assert len(calls) == 2

@@ -7,7 +7,9 @@ import torch
 from scipy import ndimage
 
 from lib.metrics.lesions import max_diameter_mm
+from lib.settings import Settings
 from lib.transforms.postprocess import (
+    CleanUp,
     _clean_box,
     channel_argmax,
     clean_label,
@@ -82,6 +84,11 @@ def test_a_tumour_mostly_surrounded_by_other_organs_is_removed_on_request():
     assert out[40:46, 20:26, 10:16].max() == 0    # removed, and not enclosed by the liver: background
     assert out[25:31, 37:43, 20:26].max() < 2     # the exophytic lesion goes too: the price of the filter
     assert (clean_label(label, (2.0, 2.0, 2.0), 5.0, 0.01) == 2).sum() == (label == 2).sum()  # off: all kept
+    # the app's rules, as every place that cleans a label takes them: its settings with a request's change
+    rules = CleanUp.of(Settings(min_liver_around_tumour=0.6), min_tumour_ml=0.01)
+    assert rules == CleanUp(Settings().tumour_margin_mm, 0.01, 0.6)
+    spacing = (2.0, 2.0, 2.0)
+    assert np.array_equal(rules(label, spacing), clean_label(label, spacing, rules.margin_mm, 0.01, 0.6))
 
 
 def test_a_tumour_beside_the_liver_is_measured_when_the_margin_is_under_a_voxel_diagonal():

@@ -48,7 +48,7 @@ from ..metrics.dice import dice_per_class
 from ..model.autocast import cpu_has_bf16
 from ..model.checkpoint import load_network, read_card
 from ..settings import Settings
-from ..transforms.postprocess import clean_label
+from ..transforms.postprocess import CleanUp
 from ..transforms.preprocess import HU_WINDOW
 from .infer_cases import CASES
 
@@ -333,9 +333,7 @@ def compare_labels(labels: dict[str, Path], truth: Path) -> dict:
     out: dict[str, Any] = {f"{name}_vs_truth": dice_per_class(a, truth_arr) for name, a in arrays.items()}
     if "baseline" in arrays:
         spacing = tuple(float(v) for v in nib.affines.voxel_sizes(t.affine))
-        defaults = Settings()
-        cleaned = clean_label(arrays["baseline"], spacing, defaults.tumour_margin_mm, defaults.min_tumour_ml,
-                              defaults.min_liver_around_tumour)
+        cleaned = CleanUp.of(Settings())(arrays["baseline"], spacing)
         out["baseline_cleaned_vs_truth"] = dice_per_class(cleaned, truth_arr)
         for name, a in arrays.items():
             if name != "baseline":

@@ -45,7 +45,13 @@ from ..settings import Settings, request_options
 from ..transforms.denoise import SmoothNoisyd
 from ..transforms.image_path import RestoreImagePathd, StashImagePathd
 from ..transforms.load import LoadCTd
-from ..transforms.postprocess import LiverTumorPostprocessd, channel_argmax, tumour_biased, unsure_tumours_dropped
+from ..transforms.postprocess import (
+    CleanUp,
+    LiverTumorPostprocessd,
+    channel_argmax,
+    tumour_biased,
+    unsure_tumours_dropped,
+)
 from ..transforms.preprocess import fitted_roi, preprocessing
 from ..transforms.report import LesionReportd
 
@@ -178,8 +184,8 @@ class LiverTumorInfer(BasicInferTask):
                   ] if options["second_reader"] else []
         return [
             NearCoarseLiverd(self.output_label_key, self.output_json_key, options["liver_gate_mm"]),
-            LiverTumorPostprocessd(self.output_label_key, s.tumour_margin_mm, s.min_tumour_ml,
-                                   options["min_liver_around_tumour"]),
+            LiverTumorPostprocessd(self.output_label_key,
+                                   CleanUp.of(s, min_liver_around=options["min_liver_around_tumour"])),
             SqueezeDimd(keys=self.output_label_key, dim=0),
             *reader,
             LesionReportd(self.output_label_key, self.output_json_key),  # all of the label lies in the region

@@ -26,11 +26,11 @@ from ..model.autocast import AutocastInferer, autocast_dtype, training_dtype
 from ..model.network import NUM_CLASSES, STRIDES, build_unet
 from ..settings import Settings
 from ..transforms.augment import augmentations
-from ..transforms.postprocess import clean_label
+from ..transforms.postprocess import CleanUp
 from ..transforms.preprocess import preprocessing
 
 TUMOUR_CE_WEIGHTS = (1.0, 1.0, 10.0)
-CLEAN_UP = Settings()  # the app's post-processing defaults (tumour margin, smallest tumour)
+CLEAN_UP = CleanUp.of(Settings())  # the app's post-processing defaults
 
 
 @dataclass(frozen=True)
@@ -122,8 +122,7 @@ def predict(net: torch.nn.Module, study: Study, cfg: LoopConfig) -> np.ndarray:
                               torch.device(cfg.device).type, _dtype(cfg.device))
     with torch.no_grad():
         pred = inferer(study.image[None].to(cfg.device), net).argmax(1)[0].cpu().numpy()
-    return clean_label(pred, (cfg.spacing,) * 3, CLEAN_UP.tumour_margin_mm, CLEAN_UP.min_tumour_ml,
-                       CLEAN_UP.min_liver_around_tumour)
+    return CLEAN_UP(pred, (cfg.spacing,) * 3)
 
 
 def evaluate(net: torch.nn.Module, studies: list[Study], cfg: LoopConfig) -> dict:

@@ -58,6 +58,7 @@ from ..model.network import LABELS, NUM_CLASSES, STRIDES, build_unet
 from ..settings import LR_SCHEDULES, PUBLISH_METRICS, Settings, crop_ratios, request_options
 from ..transforms.augment import augmentations
 from ..transforms.liver_attenuation import RandFattyLiverd
+from ..transforms.postprocess import CleanUp
 from ..transforms.preprocess import HU_WINDOW, preprocessing
 from ..transforms.synthesis import SynthesizeTumoursd
 from . import pseudo_labels, rank_report, resume
@@ -476,10 +477,9 @@ class LiverTumorTrain(BasicTrainTask):
 
     def val_additional_metrics(self, context: Context):
         s = self.settings
-        cleaning = (tuple(s.spacing), s.tumour_margin_mm, s.min_tumour_ml, s.min_liver_around_tumour)
         return {**{f"val_{name}_dice": MeanDice(output_transform=SelectClass(c), include_background=True)
                    for name, c in LABELS.items()},
-                "val_tumour_global_dice": GlobalTumourDice(), **lesion_metrics(*cleaning)}
+                "val_tumour_global_dice": GlobalTumourDice(), **lesion_metrics(tuple(s.spacing), CleanUp.of(s))}
 
     # ---- publishing, progress, resuming
     @property

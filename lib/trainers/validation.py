@@ -18,7 +18,7 @@ from monai.transforms import CropForegroundd, MapTransform
 
 from .. import distributed
 from ..metrics.lesions import lesion_detection
-from ..transforms.postprocess import clean_label
+from ..transforms.postprocess import CleanUp
 from ..transforms.preprocess import fitted_roi
 from .averaging import WeightAverage
 
@@ -131,16 +131,13 @@ class LesionCounts(_OverStudies):
 
     SIZE = 5
 
-    def __init__(self, spacing: tuple[float, ...], margin_mm: float, min_tumour_ml: float,
-                 min_liver_around: float = 0.0) -> None:
+    def __init__(self, spacing: tuple[float, ...], rules: CleanUp) -> None:
         super().__init__()
-        self.spacing, self.margin_mm, self.min_tumour_ml = tuple(spacing), margin_mm, min_tumour_ml
-        self.min_liver_around = min_liver_around
+        self.spacing, self.rules = tuple(spacing), rules
         self.affine = np.diag([*spacing, 1.0])
 
     def count(self, pred, label):
-        cleaned = clean_label(pred, self.spacing, self.margin_mm, self.min_tumour_ml, self.min_liver_around)
-        detection = lesion_detection(cleaned, label, self.affine)
+        detection = lesion_detection(self.rules(pred, self.spacing), label, self.affine)
         bands = [v for k, v in detection["found_by_size"].items() if not k.startswith("under")]
         return (float(sum(b["found"] for b in bands)), float(sum(b["matched"] for b in bands)),
                 float(sum(b["of"] for b in bands)), float(detection["false_positives"]), 1.0)
@@ -150,11 +147,10 @@ class LesionCounts(_OverStudies):
         return self._sums.tolist()
 
 
-def lesion_metrics(spacing: tuple[float, ...], margin_mm: float, min_tumour_ml: float,
-                   min_liver_around: float = 0.0) -> dict[str, Metric]:
+def lesion_metrics(spacing: tuple[float, ...], rules: CleanUp) -> dict[str, Metric]:
     """val_lesion_sensitivity (found of the lesions of 10 mm or more), val_lesions_matched (matched of them) and
     val_false_positive_lesions (a study), all read from one LesionCounts (ignite attaches it once)."""
-    counts = LesionCounts(spacing, margin_mm, min_tumour_ml, min_liver_around)
+    counts = LesionCounts(spacing, rules)
     return {"val_lesion_sensitivity": MetricsLambda(lambda s: _ratio(s[0], s[2]), counts),
             "val_lesions_matched": MetricsLambda(lambda s: _ratio(s[1], s[2]), counts),
             "val_false_positive_lesions": MetricsLambda(lambda s: _ratio(s[3], s[4]), counts)}

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from monai.data import MetaTensor
@@ -10,9 +13,31 @@ from scipy import ndimage
 
 from ..metrics.lesions import grown_box
 
+if TYPE_CHECKING:
+    from ..settings import Settings
+
 FULL_CONNECTIVITY = np.ones((3, 3, 3), bool)
 BRIDGE_MM = 3.0  # strands up to twice this thick between the liver and what else the model called liver are cut
 AROUND_MM = 3.0  # "what surrounds a tumour": the voxels this far from it at most
+
+
+@dataclass(frozen=True)
+class CleanUp:
+    """What clean_label keeps of the tumour: within margin_mm of the liver, of min_tumour_ml or more, with at least
+    the share min_liver_around of its surround liver or tumour; one value for every place that cleans a label."""
+
+    margin_mm: float
+    min_tumour_ml: float
+    min_liver_around: float = 0.0
+
+    @staticmethod
+    def of(settings: "Settings", **changes: float) -> "CleanUp":
+        """The app's settings (tumour_margin_mm, min_tumour_ml, min_liver_around_tumour), with a request's changes."""
+        rules = CleanUp(settings.tumour_margin_mm, settings.min_tumour_ml, settings.min_liver_around_tumour)
+        return CleanUp(**{**rules.__dict__, **changes})
+
+    def __call__(self, label: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
+        return clean_label(label, spacing, self.margin_mm, self.min_tumour_ml, self.min_liver_around)
 
 
 def clean_label(label: np.ndarray, spacing: tuple[float, float, float], margin_mm: float, min_tumour_ml: float,
@@ -162,17 +187,16 @@ def _without_bridges(organ: np.ndarray, spacing: tuple[float, float, float], bri
 class LiverTumorPostprocessd(MapTransform):
     """clean_label on a (1, X, Y, Z) label, in its own voxel spacing; the MetaTensor's geometry is kept."""
 
-    def __init__(self, key: str, margin_mm: float, min_tumour_ml: float, min_liver_around: float = 0.0) -> None:
+    def __init__(self, key: str, rules: CleanUp) -> None:
         super().__init__(keys=[key])
-        self.margin_mm, self.min_tumour_ml, self.min_liver_around = margin_mm, min_tumour_ml, min_liver_around
+        self.rules = rules
 
     def __call__(self, data):
         d = dict(data)
         for key in self.key_iterator(d):
             pred = d[key]
             spacing = tuple(float(s) for s in pred.pixdim[:3]) if isinstance(pred, MetaTensor) else (1.0,) * 3
-            cleaned = clean_label(np.asarray(torch.as_tensor(pred)[0].cpu()), spacing, self.margin_mm,
-                                  self.min_tumour_ml, self.min_liver_around)
+            cleaned = self.rules(np.asarray(torch.as_tensor(pred)[0].cpu()), spacing)
             tensor = torch.as_tensor(cleaned[None])
             d[key] = MetaTensor(tensor, meta=pred.meta, applied_operations=pred.applied_operations) \
                 if isinstance(pred, MetaTensor) else tensor
