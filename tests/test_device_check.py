@@ -8,6 +8,7 @@ import json
 import subprocess
 
 import pytest
+import torch
 
 from lib.model.checkpoint import load_network
 
@@ -58,7 +59,12 @@ def test_the_dry_run_runs_every_step_and_reports(tmp_path):
     # training from the shipped checkpoint published a model that loads; both are measured on held-out phantoms
     history = steps["training"]["result"]["history"]
     assert history and all(0 <= h["val_liver_dice"] <= 1 for h in history)
-    load_network(tmp_path / "liver_tumor.pt")
+    published = load_network(tmp_path / "liver_tumor.pt")
+    # its last epoch's averaged weights come back too, published or not: here that epoch was the one published
+    last = load_network(tmp_path / "last.pt")
+    assert json.loads((tmp_path / "last.json").read_text())["epoch"] == 1
+    assert all(torch.equal(a, b) for a, b in zip(last.state_dict().values(), published.state_dict().values()))
+    assert "Epoch[1] Complete" in (tmp_path / "training.log").read_text()
     for name in ("trained", "shipped"):
         assert 0 <= report["summary"]["heldout"][name]["liver_dice"] <= 1, report["summary"]["heldout"]
     assert (tmp_path / "device-check.png").stat().st_size > 10_000
@@ -97,3 +103,23 @@ def test_only_the_chosen_steps_run_and_the_others_say_so(tmp_path):
     assert statuses == {"environment": "passed"} | {n: "not run: not chosen" for n in STEP_NAMES[1:]}
     assert json.loads((tmp_path / "device-check.json").read_text())["summary"]["statuses"] == statuses
     assert (tmp_path / "device-check.png").exists() and not (tmp_path / "liver_tumor.pt").exists()
+
+
+def test_the_training_goes_on_from_a_given_checkpoint_and_brings_back_its_last_weights(tmp_path, capsys):
+    """--start: a later GPU session trains on from an earlier one's weights (carried there); last.pt, the last
+    epoch's averaged weights, comes back whether or not validation published anything."""
+    from lib.bench.device_check import Plan, run
+    from lib.cli.main import main
+    from lib.model.checkpoint import save_state_dict
+    from lib.model.network import build_unet
+
+    assert main(["device-check", "--dry-run", "--start", str(tmp_path / "none.pt")]) == 2
+    assert "no such checkpoint" in capsys.readouterr().err
+    torch.manual_seed(3)
+    start = save_state_dict(build_unet(), tmp_path / "start.pt", half=True, meta={"spacing_mm": [4.0] * 3})
+    report = run(Plan.make(True, only=("phantoms", "training"), start=str(start)), tmp_path / "out",
+                 progress=lambda message: None)
+    assert {s["name"]: s["status"] for s in report["steps"]}["training"] == "passed"
+    assert f"Restored all variables from {start}" in (tmp_path / "out" / "training.log").read_text()
+    last, first = load_network(tmp_path / "out" / "last.pt"), load_network(start)
+    assert not all(torch.equal(a, b) for a, b in zip(last.state_dict().values(), first.state_dict().values()))

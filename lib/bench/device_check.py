@@ -12,8 +12,9 @@ the others go on; the last gets what time is left):
 4. bench train: MONAI Label's BasicTrainTask set-up and the app's trainer, half a minute each;
 5. phantoms: the demo recipe's training phantoms (its seed and sizes: made there, on all cores) as a datastore
    whose final labels are their ground truth, and held-out phantoms of another seed where the plan has any;
-6. training: the recipe's tumour stage (GPU_STAGE) from the shipped checkpoint on those phantoms, until the time is
-   up: on the CPU that stage stopped after 18 of its 30 epochs; the published model comes back as float16;
+6. training: the recipe's tumour stage (GPU_STAGE) from the shipped checkpoint (or --start's) on those phantoms,
+   until the time is up: on the CPU that stage stopped after 18 of its 30 epochs; the published model comes back as
+   float16, and the last epoch's averaged weights as last.pt;
 7. evaluation: the published model and the shipped one on the held-out phantoms (`bench accuracy`), where the
    plan has any (the GPU run leaves them to the CPU afterwards: its minutes go to training).
 
@@ -39,6 +40,7 @@ from xml.etree import ElementTree
 from ..model.checkpoint import load_network, save_state_dict
 from ..recipes.demo import RECIPE, STAGE_OPTIONS
 from ..settings import APP_DIR, DEMO_CHECKPOINT
+from ..trainers import resume
 
 ROOT = APP_DIR.parents[1]
 RESERVE_S = 20.0  # kept back from the budget to write the report
@@ -48,10 +50,11 @@ RESERVE_S = 20.0  # kept back from the budget to write the report
 # j, raised tumour Dice but found fewer lesions on the tuning phantoms: docs/model.md.) On the H200 an epoch of the
 # 32 training phantoms took 15 to 22 s and a validation of the 8 others 33 s; the second run's 213 s reached epoch 4
 # and was stopped in its first validation, so nothing was published. Its steps were bound by the random transforms in
-# the training process (lesion synthesis 0.25 s a step on one core); in loader processes an epoch should take a few
-# seconds, so validation every 10 epochs.
+# the training process (0.4 s a step of one core, 0.11 s since); in 14 loader processes an epoch of 32 steps should
+# take a second or a few, and a validation of 8 studies 10 to 30 s: every 20 epochs, so that a few fit in the
+# minutes of training, whichever of the two it turns out to be.
 GPU_STAGE = {**RECIPE["stages"][1], "fatty_liver_prob": RECIPE["stages"][2]["fatty_liver_prob"],
-             "learning_rate": RECIPE["stages"][2]["learning_rate"], "val_interval": 10}
+             "learning_rate": RECIPE["stages"][2]["learning_rate"], "val_interval": 20}
 STEP_NAMES = ("environment", "tests", "bench_infer", "bench_train", "phantoms", "training", "evaluation")
 
 
@@ -72,18 +75,19 @@ class Plan:
     heldout: tuple[str, int] = ("medium", 0)
     phantoms_s: float = 100.0  # 40 phantoms took 70 s on 16 cores
     train_conf: tuple[tuple[str, str], ...] = ()
-    epochs: int = 200  # the training step ends when its time is up, whichever comes first
+    epochs: int = 1000  # the training step ends when its time is up, whichever comes first
     val_interval: int = GPU_STAGE["val_interval"]
+    start: str = ""  # the checkpoint the training goes on from (empty: the shipped one)
 
     @staticmethod
-    def make(dry_run: bool, budget_s: float | None = None, only: tuple[str, ...] = ()) -> "Plan":
+    def make(dry_run: bool, budget_s: float | None = None, only: tuple[str, ...] = (), start: str = "") -> "Plan":
         unknown = set(only) - set(STEP_NAMES)
         if unknown:
             raise ValueError(f"unknown steps {', '.join(sorted(unknown))}: choose from {', '.join(STEP_NAMES)}")
         if not dry_run:  # the study cache on every core and in the machine's memory (128 GB); the steps' random
             # transforms in processes on all cores but two (one process bounded the H200 at 0.7 s a step)
             cores = os.cpu_count() or 1
-            return Plan(False, budget_s or 500.0, only=only,
+            return Plan(False, budget_s or 500.0, only=only, start=start,
                         train_conf=(("cache_workers", str(cores)), ("cache_mb", "65536"),
                                     ("loader_workers", str(max(1, cores - 2)))))
         tiny = (("spacing", "4"), ("crop_size", "32"), ("crops_per_volume", "2"), ("roi_size", "64"),
@@ -91,7 +95,7 @@ class Plan:
         return Plan(True, budget_s or 900.0, "cpu", only, tests_s=420.0, infer_case="lits_117", infer_runs=1,
                     infer_s=300.0, train_minutes=0.1, bench_train_s=200.0, train_phantoms=(0, 3),
                     heldout=("small", 1), train_conf=tiny, epochs=1,
-                    val_interval=1)
+                    val_interval=1, start=start)
 
 
 @dataclass
@@ -226,7 +230,8 @@ def steps(plan: Plan, work: Path) -> list[Step]:
         Step("training", _cli("train", "--datastore", store, "--model-dir", model_dir,
                               "--epochs", plan.epochs, "--device", plan.device, "--seed", 0,
                               "--val-interval", plan.val_interval, "--single-process",
-                              *_conf(stage_conf + plan.train_conf)), 0),
+                              *_conf(stage_conf + plan.train_conf
+                                     + ((("pretrained_path", plan.start),) if plan.start else ()))), 0),
         Step("evaluation", [*_python(), "-c", "import sys; from lib.bench.device_check import evaluate_models; "
                                               "evaluate_models(*sys.argv[1:])", str(model_dir), str(heldout),
                             str(work / "evaluation.json"), json.dumps(dict(plan.train_conf))],
@@ -320,9 +325,18 @@ def run(plan: Plan, out: Path, progress: Callable[[str], None] = print) -> dict[
 
 def _keep_model(work: Path, out: Path) -> None:
     """The checkpoint the training step published (as float16: a file comes back from the GPU machine only under
-    16 MB), with its card, its curves and the training's whole log (each step's time), out of the work folder."""
+    16 MB), with its card, its curves and the training's whole log (each step's time), out of the work folder; and
+    the averaged weights of its last epoch, published or not (`last.pt`), so that minutes of GPU training can be
+    measured on the CPU afterwards even where validation published nothing."""
     if (work / "training.log").exists():
         shutil.copy(work / "training.log", out / "training.log")
+    resumes = sorted((work / "model" / "liver_tumor").glob("*/" + resume.FILENAME), key=lambda p: p.stat().st_mtime)
+    if resumes:
+        state = resume.read(resumes[-1])
+        save_state_dict(resume.averaged_network(state), out / "last.pt", half=True,
+                        meta={"epoch": state["epoch"], "run_id": state.get("run_id"),
+                              "weights": "the moving average of the weights at the end of that epoch (what "
+                                         "validation measures), published or not"})
     model = work / "model" / "liver_tumor.pt"
     if model.exists():
         save_state_dict(load_network(model), out / "liver_tumor.pt", half=True)

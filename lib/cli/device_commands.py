@@ -24,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--only", default="", metavar="STEP,STEP",
                    help="run these steps only (environment, tests, bench_infer, bench_train, phantoms, training, "
                         "evaluation): on a 15-minute lease, the checks in one call and the training in another")
+    p.add_argument("--start", type=Path, default=None, metavar="CHECKPOINT",
+                   help="train from this checkpoint instead of the shipped one (a later session goes on from an "
+                        "earlier one's last.pt, carried to the GPU machine)")
     p.add_argument("--prepare", type=Path, default=None, metavar="WHEELS",
                    help="instead: fetch the wheels the GPU machine lacks into this folder (.whl), for Python 3.12 "
                         "on manylinux x86-64, and check they travel with the working tree within 64 MiB")
@@ -48,8 +51,11 @@ def run_device_check(args: argparse.Namespace) -> None:
     if not args.dry_run and not torch.cuda.is_available():
         raise CliError("no CUDA GPU here: run it on a GPU machine, or give --dry-run")
     out = args.out or Path(os.environ.get("OUT") or "runs/device-check")
+    if args.start is not None and not args.start.is_file():
+        raise CliError(f"--start {args.start}: no such checkpoint file")
     try:
-        plan = Plan.make(args.dry_run, args.budget, tuple(filter(None, args.only.split(","))))
+        plan = Plan.make(args.dry_run, args.budget, tuple(filter(None, args.only.split(","))),
+                         str(args.start.resolve()) if args.start else "")
     except ValueError as e:
         raise CliError(str(e)) from None
     report = run(plan, out, progress=lambda m: print(m, file=sys.stderr, flush=True))

@@ -14,6 +14,7 @@ from monai.engines.workflow import Engine, Events
 from .. import distributed
 from ..data.atomic import write_atomic
 from ..distributed import unwrap
+from ..model.network import build_unet
 from .averaging import WeightAverage
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,18 @@ def read(path: Path) -> dict:
     if "error" in state:
         raise FileNotFoundError(state["error"])
     return state
+
+
+def averaged_network(state: dict) -> torch.nn.Module:
+    """The network a resume point holds: the moving average of its weights (what validation measures) where the run
+    kept one, else its weights."""
+    network = build_unet()
+    average = state.get("average")
+    if average is None:
+        network.load_state_dict(state["model"])
+    else:  # torch's AveragedModel: the network as its `module`, and its count
+        network.load_state_dict({k.removeprefix("module."): v for k, v in average.items() if k != "n_averaged"})
+    return network.eval()
 
 
 def restore(state: dict, trainer: Engine, network: torch.nn.Module, optimizer: torch.optim.Optimizer,
