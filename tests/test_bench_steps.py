@@ -32,3 +32,8 @@ def test_bench_steps_times_each_training_transform_on_labelled_studies(tmp_path)
     assert means["step"] == pytest.approx(sum(v for k, v in means.items() if k != "step"), abs=0.5)
     assert json.loads((tmp_path / "out" / "steps.json").read_text()) == result
     assert (tmp_path / "out" / "steps.png").stat().st_size > 5_000
+
+
+def test_bench_steps_refuses_crops_where_a_model_errs():
+    proc = run_cli("bench", "steps", "--studies", STUDIES, "--conf", "crop_ratios", "1,1,1,1")
+    assert proc.returncode == 2 and "give three numbers" in proc.stderr

@@ -63,6 +63,7 @@ def test_the_dry_run_runs_every_step_and_reports(tmp_path):
     # its last epoch's averaged weights come back too, published or not: here that epoch was the one published
     last = load_network(tmp_path / "last.pt")
     assert json.loads((tmp_path / "last.json").read_text())["epoch"] == 1
+    assert json.loads((tmp_path / "last.json").read_text())["spacing_mm"] == [4.0] * 3  # the dry run's
     assert all(torch.equal(a, b) for a, b in zip(last.state_dict().values(), published.state_dict().values()))
     assert "Epoch[1] Complete" in (tmp_path / "training.log").read_text()
     for name in ("trained", "shipped"):

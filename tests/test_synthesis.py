@@ -10,7 +10,7 @@ from scipy import ndimage
 
 from lib.data.phantoms.lesions import CONTRAST, NECROSIS_HU, RIM, SUBTLE_CNR
 from lib.data.phantoms.tissues import PHASES
-from lib.transforms.synthesis import SynthesizeTumoursd, _centre, noise_sd, paint
+from lib.transforms.synthesis import SynthesizeTumoursd, _centre, _clear, _offsets, noise_sd, paint
 
 SPACING = (1.0, 1.0, 1.0)
 
@@ -109,15 +109,21 @@ def test_a_phantoms_lesions_and_synthetic_ones_come_from_one_model(preset):
 
 
 def test_lesion_centres_lie_as_deep_as_the_distance_transform_says():
-    """A deep lesion's centre at least 0.7 r from anything that is not liver, a superficial one's at most 0.3 r,
-    as the crop's distance transform measures depth (the centres are found without computing it)."""
-    liver = np.zeros((60, 50, 40), bool)
-    liver[5:55, 8:45, 4:36] = True
-    liver[20:30, 20:30, 10:20] = False  # a vessel-like hole
+    """Whether a liver voxel may hold a lesion's centre (deep: nothing but liver nearer than 0.7 r; superficial:
+    something else within 0.3 r) is what the crop's distance transform says, voxel for voxel, where the liver
+    touches the crop's edge too (nothing beyond it counts); the centres drawn are among those voxels."""
+    liver = np.zeros((40, 34, 24), bool)
+    liver[4:40, 5:30, 0:20] = True  # cut by the crop at two faces
+    liver[15:22, 12:19, 6:12] = False  # a vessel-like hole
     spacing = np.array([0.8, 0.8, 1.5])
     depth = ndimage.distance_transform_edt(liver, sampling=spacing)
     voxels = np.flatnonzero(liver)
-    for radius in (4.0, 8.0, 16.0):
+    points = np.argwhere(liver)[::3]  # a third of the liver, spread through it
+    for radius in (4.0, 10.0):
+        deep = _clear(liver, points, _offsets(spacing, 0.7 * radius, strict=True))
+        near = ~_clear(liver, points, _offsets(spacing, 0.3 * radius))
+        assert np.array_equal(deep, depth[tuple(points.T)] >= 0.7 * radius) and 0 < deep.mean() < 1
+        assert np.array_equal(near, depth[tuple(points.T)] <= 0.3 * radius) and 0 < near.mean() < 1
         for surface in (False, True):
             centres = {tuple(_centre(np.random.default_rng(s), liver, voxels, spacing, radius, surface,
                                      lambda: depth)) for s in range(30)}

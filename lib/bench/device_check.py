@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Callable
 from xml.etree import ElementTree
 
-from ..model.checkpoint import load_network, save_state_dict
+from ..model.checkpoint import load_network, read_card, save_state_dict
 from ..recipes.demo import RECIPE, STAGE_OPTIONS
 from ..settings import APP_DIR, DEMO_CHECKPOINT
 from ..trainers import resume
@@ -153,7 +153,9 @@ def environment() -> dict[str, Any]:
 
     found: dict[str, Any] = {"python": platform.python_version(), "torch": torch.__version__,
                              "numpy": numpy.__version__, "cuda": torch.cuda.is_available(),
-                             "cpu_count": os.cpu_count()}
+                             "cpu_count": os.cpu_count(),  # loader processes hand their crops over in /dev/shm
+                             "shm_gb": round(shutil.disk_usage("/dev/shm").total / 2**30, 1)
+                             if os.path.isdir("/dev/shm") else None}
     if torch.cuda.is_available():
         found.update(gpu=torch.cuda.get_device_name(0), cuda_version=torch.version.cuda,
                      gpu_memory_gb=round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1),
@@ -316,14 +318,25 @@ def run(plan: Plan, out: Path, progress: Callable[[str], None] = print) -> dict[
         report["steps"].append(asdict(step))
     report["seconds"] = round(time.monotonic() - started, 1)
     report["summary"] = summary(report)
-    _keep_model(work, out)
+    try:
+        _keep_model(work, out, _spacing(plan))
+    except Exception as e:  # the report matters more than the weights: it is written whatever happens here
+        report["keep_model_error"] = f"{type(e).__name__}: {e}"[:500]
     (out / "device-check.json").write_text(json.dumps(report, indent=1, default=str))
     plot(report, out / "device-check.png")
     shutil.rmtree(work, ignore_errors=True)
     return report
 
 
-def _keep_model(work: Path, out: Path) -> None:
+def _spacing(plan: Plan) -> list[float]:
+    """The working spacing the training ran at: the plan's, else the card's of the checkpoint it started from."""
+    given = dict(plan.train_conf).get("spacing")
+    if given:
+        return [float(given)] * 3
+    return read_card(Path(plan.start) if plan.start else DEMO_CHECKPOINT).get("spacing_mm") or [1.0] * 3
+
+
+def _keep_model(work: Path, out: Path, spacing_mm: list[float]) -> None:
     """The checkpoint the training step published (as float16: a file comes back from the GPU machine only under
     16 MB), with its card, its curves and the training's whole log (each step's time), out of the work folder; and
     the averaged weights of its last epoch, published or not (`last.pt`), so that minutes of GPU training can be
@@ -334,7 +347,7 @@ def _keep_model(work: Path, out: Path) -> None:
     if resumes:
         state = resume.read(resumes[-1])
         save_state_dict(resume.averaged_network(state), out / "last.pt", half=True,
-                        meta={"epoch": state["epoch"], "run_id": state.get("run_id"),
+                        meta={"epoch": state["epoch"], "run_id": state.get("run_id"), "spacing_mm": spacing_mm,
                               "weights": "the moving average of the weights at the end of that epoch (what "
                                          "validation measures), published or not"})
     model = work / "model" / "liver_tumor.pt"

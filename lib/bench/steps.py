@@ -3,8 +3,9 @@
 The training task's own transforms with a train request's options (the run's crops, synthesis, fatty livers,
 augmentations): each study pre-processed once, as the study cache does, then steps of the random transforms on it,
 each transform timed, on one thread, as one of the loader's processes runs them. Beside them, what a deep copy of the
-cached study would cost a step (the cache made one at every step before `per_step_copies`). It says where a GPU's
-steps wait when the loader bounds them: the H200's 0.7 s steps (docs/device-check.md) were this work in one process.
+cached study would cost a step (the cache made one at every step until training set its `copy_study` off). It says
+where a GPU's steps wait when the loader bounds them: the H200's 0.7 s steps (docs/device-check.md) were this work in
+one process.
 """
 
 from __future__ import annotations
@@ -28,7 +29,11 @@ def measure(studies: list[tuple[str, Path, Path]], request: dict[str, Any], step
     """studies: (id, image, label) with labels 0/1/2. request: train options and the app's (spacing), as --conf
     gives them."""
     from ..configs.liver_tumor import LiverTumor
+    from ..settings import crop_ratios
 
+    if len(crop_ratios(str(request.get("crop_ratios", ""))) or ()) == 4:
+        raise ValueError("bench steps times crops by class from three crop_ratios: a fourth (crops where a model "
+                         "errs) needs that model's errors, found when a training run starts; give three numbers")
     torch.set_num_threads(1)  # a loader process's thread (PyTorch sets one in each worker)
     set_determinism(seed)
     with tempfile.TemporaryDirectory() as tmp:

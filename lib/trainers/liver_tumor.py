@@ -14,6 +14,7 @@ One code path for one process, MONAI Label's one process per GPU, and torchrun a
 from __future__ import annotations
 
 import logging
+import multiprocessing
 from datetime import datetime
 from pathlib import Path
 from typing import Callable
@@ -21,7 +22,7 @@ from typing import Callable
 import numpy as np
 import torch
 from ignite.handlers import EarlyStopping
-from monai.data import Dataset, partition_dataset
+from monai.data import DataLoader, Dataset, ThreadDataLoader, partition_dataset
 from monai.engines.workflow import Events
 from monai.handlers import MeanDice, stopping_fn_from_metric
 from monai.inferers import SimpleInferer
@@ -409,9 +410,9 @@ class LiverTumorTrain(BasicTrainTask):
         share = (n_train if is_train else n_val) / max(1, n_train + n_val)
         cache = StudyCache(datalist, deterministic, per_step, signature, self.cache_dir(),
                            memory_mb=context.request["cache_mb"] * share,
-                           # the crops are views of the cached study, and no transform after them changes its input
-                           # in place (tests/test_trainer.py checks): no copy of the whole study at each step
-                           workers=context.request["cache_workers"], per_step_copies=is_train)
+                           # the crops are views of the cached study, and no step transform changes its input in
+                           # place (tests/test_trainer.py checks): no copy of the whole study at each step
+                           workers=context.request["cache_workers"], copy_study=not is_train)
         logger.info("%d - %s: %d studies", context.local_rank, "training" if is_train else "validation", len(datalist))
         cache.warm()
         if mining:
@@ -423,6 +424,19 @@ class LiverTumorTrain(BasicTrainTask):
         them in the training process: on the H200 that bounded the steps at 0.7 s against the network's few ms).
         MONAI's loader seeds each process's transforms apart (monai.data.utils.worker_init_fn)."""
         return super().train_data_loader(context, context.request["loader_workers"] or num_workers, shuffle)
+
+    def _dataloader(self, context: Context, dataset, batch_size: int, num_workers: int, shuffle: bool = False):
+        """MONAI Label's, but loader processes are forked once per run (the study cache is theirs without pickling
+        it, and without starting them again for each of a GPU run's short epochs), and on a GPU their crops come
+        in pinned memory."""
+        if not num_workers:
+            return super()._dataloader(context, dataset, batch_size, num_workers, shuffle)
+        if "fork" not in multiprocessing.get_all_start_methods():
+            raise InvalidInput("loader_workers needs processes started by fork (Linux): set it to 0 here")
+        loader = ThreadDataLoader if context.dataloader_type == "ThreadDataLoader" else DataLoader
+        return loader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
+                      persistent_workers=True, multiprocessing_context="fork",
+                      pin_memory=torch.device(context.device).type == "cuda")
 
     def _hard_centres(self, context: Context, prepared: Callable[[int], dict], count: int) -> dict:
         """Where the model this run fine-tunes errs on tumours, per training study (crop_ratios' fourth number)."""

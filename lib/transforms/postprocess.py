@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -33,8 +33,8 @@ class CleanUp:
     @staticmethod
     def of(settings: "Settings", **changes: float) -> "CleanUp":
         """The app's settings (tumour_margin_mm, min_tumour_ml, min_liver_around_tumour), with a request's changes."""
-        rules = CleanUp(settings.tumour_margin_mm, settings.min_tumour_ml, settings.min_liver_around_tumour)
-        return CleanUp(**{**rules.__dict__, **changes})
+        return replace(CleanUp(settings.tumour_margin_mm, settings.min_tumour_ml, settings.min_liver_around_tumour),
+                       **changes)
 
     def __call__(self, label: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
         return clean_label(label, spacing, self.margin_mm, self.min_tumour_ml, self.min_liver_around)

@@ -91,12 +91,12 @@ def noise_sd(hu: np.ndarray, liver: np.ndarray) -> float:
 def _spread(values: np.ndarray) -> np.ndarray:
     """At most MEDIAN_VALUES of them, evenly spread: a median of a crop's whole liver took a tenth of the
     synthesis' time, and one of 50,000 is within a percent of it."""
-    return values[:: max(1, len(values) // MEDIAN_VALUES)]
+    return values[:: -(-len(values) // MEDIAN_VALUES) or 1]
 
 
 def _offsets(spacing: np.ndarray, radius_mm: float, strict: bool = False) -> np.ndarray:
     """Voxel offsets within radius_mm of a voxel (nearer than it where strict), the voxel itself left out."""
-    reach = np.floor(radius_mm / spacing).astype(int)
+    reach = np.ceil(radius_mm / spacing).astype(int)  # the length test below takes off what is too far
     grid = np.stack(np.meshgrid(*[np.arange(-n, n + 1) for n in reach], indexing="ij"), -1).reshape(-1, 3)
     length = np.sqrt(((grid * spacing) ** 2).sum(1))
     within = length < radius_mm if strict else length <= radius_mm
@@ -124,7 +124,7 @@ def _centre(rng: np.random.Generator, liver: np.ndarray, voxels: np.ndarray, spa
     synthesis' time when it was computed for every crop) only where no draw fits, and then, where no voxel fits,
     the deepest part."""
     ball = _offsets(spacing, 0.3 * radius_mm) if surface else _offsets(spacing, 0.7 * radius_mm, strict=True)
-    for _ in range(CENTRE_BATCHES):
+    for _ in range(CENTRE_BATCHES if len(ball) or not surface else 0):  # no voxel within 0.3 r: none fits
         batch = np.stack(np.unravel_index(voxels[rng.integers(len(voxels), size=CENTRE_BATCH)], liver.shape), -1)
         clear = _clear(liver, batch, ball)
         fits = np.flatnonzero(~clear if surface else clear)
