@@ -50,7 +50,7 @@ RESERVE_S = 20.0  # kept back from the budget to write the report
 # j, raised tumour Dice but found fewer lesions on the tuning phantoms: docs/model.md.) On the H200 an epoch of the
 # 32 training phantoms took 15 to 22 s and a validation of the 8 others 33 s; the second run's 213 s reached epoch 4
 # and was stopped in its first validation, so nothing was published. Its steps were bound by the random transforms in
-# the training process (0.4 s a step of one core, 0.11 s since); in 14 loader processes an epoch of 32 steps should
+# the training process (0.4 s a step of one core, 0.1 s since); in 14 loader processes an epoch of 32 steps should
 # take a second or a few, and a validation of 8 studies 10 to 30 s: every 20 epochs, so that a few fit in the
 # minutes of training, whichever of the two it turns out to be.
 GPU_STAGE = {**RECIPE["stages"][1], "fatty_liver_prob": RECIPE["stages"][2]["fatty_liver_prob"],
