@@ -66,9 +66,9 @@ def measure(studies: list[tuple[str, Path, Path]], request: dict[str, Any], step
                 step[type(transform).__name__] += 1000 * (time.perf_counter() - started)
             for name, ms in step.items():
                 times[name].append(ms)
-                totals[name].append(ms)
             times["step"].append(sum(step.values()))
-            totals["step"].append(times["step"][-1])
+        for name, ms_list in times.items():
+            totals[name] += ms_list
         per_study.append({"study": sid, "shape": list(item["image"].shape[1:]), "prepared_s": round(prepared_s, 2),
                           "deep_copy_ms": round(copy_ms, 1),
                           "step_ms": {k: round(float(np.mean(v)), 1) for k, v in times.items()}})
