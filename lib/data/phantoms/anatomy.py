@@ -11,6 +11,7 @@ from .body import Body, paint_body
 from .canvas import Canvas, Waves
 from .liver import Liver, paint_gallbladder, paint_liver, sample_liver
 from .organs import Organs, paint_organs, sample_organs
+from .pelvis import Pelvis, paint_pelvis, sample_pelvis
 from .tissues import TUMOUR_BASE, Tissue
 from .tumours import Tumour, paint_tumours, sample_tumours
 
@@ -24,12 +25,14 @@ class Anatomy:
     body: Body
     liver: Liver
     organs: Organs
+    pelvis: Pelvis
     tumours: tuple[Tumour, ...]
     fatty_liver: bool
     texture: Waves
 
     def paint(self, cv: Canvas) -> None:
         paint_body(self.body, cv)
+        paint_pelvis(self.pelvis, self.body, cv, self.organs.texture)
         paint_organs(self.organs, self.body, cv)
         paint_liver(self.liver, cv)
         paint_tumours(list(self.tumours), cv)
@@ -44,9 +47,12 @@ class Anatomy:
         return amp
 
 
-def sample_anatomy(rng: np.random.Generator, body: Body, phase: str, noise_sd: float, fatty: bool) -> Anatomy:
-    """Everything but the body, which the acquisition is planned on and so is sampled first."""
+def sample_anatomy(rng: np.random.Generator, body: Body, phase: str, noise_sd: float, fatty: bool,
+                   pelvis_rng: np.random.Generator) -> Anatomy:
+    """Everything but the body, which the acquisition is planned on and so is sampled first. The pelvis, added
+    later, draws from its own stream so that everything above it stays as it was."""
     liver = sample_liver(rng, body)
     organs = sample_organs(rng, body, liver.hilum)
     tumours = sample_tumours(rng, liver, organs, phase, noise_sd)
-    return Anatomy(body, liver, organs, tuple(tumours), fatty, Waves.sample(rng, 8, (6, 30), 1.0))
+    return Anatomy(body, liver, organs, sample_pelvis(pelvis_rng, body, organs), tuple(tumours), fatty,
+                   Waves.sample(rng, 8, (6, 30), 1.0))

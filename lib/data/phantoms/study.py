@@ -18,9 +18,9 @@ from .render import render
 from .tissues import LABEL_NAMES, LIVER_TISSUES, PHASES, TUMOUR_BASE, Tissue, hu_table
 from .tumours import tumour_hu
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: the pelvis
 # independent random streams per study, so that the anatomy does not depend on the preset or on the noise
-ANATOMY, ACQUISITION, CONTRAST, NOISE = 1, 2, 3, 4
+ANATOMY, ACQUISITION, CONTRAST, NOISE, PELVIS = 1, 2, 3, 4, 5
 
 
 @dataclass
@@ -69,7 +69,7 @@ def plan(seed: int, index: int, phase: str | None = None, orientation: str | Non
     contrast_rng = _rng(seed, index, CONTRAST)
     fatty = bool(contrast_rng.uniform() < 0.15)
     lut = hu_table(acq.phase, contrast_rng, fatty)
-    anatomy = sample_anatomy(rng, body, acq.phase, acq.noise_sd(acq.slice_mm), fatty)
+    anatomy = sample_anatomy(rng, body, acq.phase, acq.noise_sd(acq.slice_mm), fatty, _rng(seed, index, PELVIS))
     for i, t in enumerate(anatomy.tumours):
         lut[TUMOUR_BASE + 3 * i : TUMOUR_BASE + 3 * i + 3] = tumour_hu(t, float(lut[Tissue.LIVER]))
     return anatomy, acq, lut

@@ -1,0 +1,128 @@
+"""The pelvis below the lumbar spine: iliac wings lined by the iliacus and covered by the gluteal muscles, the
+sacrum, the bladder, and the sigmoid colon and rectum that continue the descending colon.
+
+Scans that reach below the kidneys (most of them) cross the iliac wings; abdomen-pelvis scans end at the bladder.
+Without these a network trained on the phantoms has never seen smooth muscle masses, bone and a fluid-filled
+organ down there, and calls them liver on real abdomen-pelvis CT.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .body import BIG, Body
+from .canvas import Canvas, Ellipsoid, Waves, rotation, tube_path
+from .organs import SOFT, Hollow, Organs, paint_hollow
+from .tissues import Tissue
+
+VERTEBRA = (Tissue.MARROW, Tissue.CORTICAL_BONE, Tissue.DISC, Tissue.CSF)
+CORTEX_MM = 1.5
+SACRUM_MM = 110.0  # from the promontory to the coccyx's tip, along z
+
+
+@dataclass(frozen=True)
+class Wing:
+    """One ilium: a band of an ellipsoid's shell, open towards the front and the midline (the iliac fossa)."""
+
+    shell: Ellipsoid
+    side: float  # -1 right, +1 left
+    bone: float  # thickness of the bone (mm)
+    iliacus: float  # thickness of the muscle lining its inner surface
+    gluteal: float  # thickness of the muscles covering its outer surface
+
+    def depth(self, X, Y, Z) -> tuple[np.ndarray, np.ndarray]:
+        """Signed distance to the shell's outer surface (mm, negative inside) and whether a point lies in the
+        band of the shell that the wing occupies."""
+        u, v, w = self.shell.local(X, Y, Z)
+        a, b, c = self.shell.axes
+        d = self.shell.sdf(X, Y, Z)
+        band = (w > -0.35 * c) & (w < c) & (v > -0.45 * b) & (self.side * u > -0.05 * a)  # never above the crest
+        return d, band
+
+
+@dataclass(frozen=True)
+class Pelvis:
+    crest_z: float  # top of the iliac crests
+    promontory_z: float  # where the sacrum begins
+    wings: tuple[Wing, Wing]
+    sacrum_axes: tuple[float, float]  # lateral, antero-posterior semi-axes at the promontory
+    bladder: Ellipsoid
+    bladder_wall: float
+    rectum: Hollow
+
+
+def sample_pelvis(rng: np.random.Generator, body: Body, organs: Organs) -> Pelvis:
+    """Placed from the spine: the crests at about the fourth lumbar vertebra, the bladder behind the pubis."""
+    rib12 = min(z for z, *_ in body.ribs)
+    crest_z = float(rib12 - rng.uniform(3.6, 4.3) * body.vert_period)
+    vx, vy = body.vb_axes
+    wings = []
+    for side in (-1.0, 1.0):
+        x_c = rng.uniform(42, 55)
+        a = min(rng.uniform(75, 92), body.muscle.a - x_c - 4)
+        c = rng.uniform(80, 100)
+        shell = Ellipsoid((side * x_c, body.vb_y - rng.uniform(30, 40), crest_z - c), (a, rng.uniform(55, 70), c),
+                          rotation((0, 0, side * rng.uniform(5, 15))))
+        wings.append(Wing(shell, side, float(rng.uniform(4, 7)), float(rng.uniform(10, 18)),
+                          float(rng.uniform(15, 35))))
+
+    s = rng.uniform(0.5, 1.3)  # filling
+    base_z = crest_z - rng.uniform(170, 190)  # the bladder's base, behind the pubic symphysis
+    axes = (rng.uniform(35, 50) * s, rng.uniform(28, 40) * s, rng.uniform(28, 45) * s)
+    bladder = Ellipsoid((rng.uniform(-10, 10), -0.45 * body.cavity.b_ant + axes[1] * 0.3, base_z + axes[2]), axes)
+
+    start = np.asarray(organs.bowel[0].segments[-1].b)  # the descending colon's lower end
+    front_of_sacrum = body.vb_y - vy - rng.uniform(10, 18)
+    r = rng.uniform(13, 18)
+    points = [start, [body.cavity.a * 0.25, -rng.uniform(10, 35), crest_z - 110],
+              [rng.uniform(-15, 15), front_of_sacrum - 15, crest_z - 135], [0, front_of_sacrum, crest_z - 160],
+              [0, front_of_sacrum + 15, crest_z - 230]]
+    radii = [r, r, r, r * 1.2, r]
+    rectum = Hollow(tuple(tube_path(np.asarray(points, np.float32), np.asarray(radii, np.float32))), 3.0,
+                    float(rng.uniform(0, 0.5)), Tissue.FECES, 0.0, Tissue.BOWEL_WALL)
+    return Pelvis(crest_z, float(crest_z - rng.uniform(25, 40)), (wings[0], wings[1]),
+                  (float(vx * 1.3 + rng.uniform(22, 30)), float(vy + rng.uniform(2, 5))), bladder,
+                  float(rng.uniform(2, 4)), rectum)
+
+
+def paint_pelvis(p: Pelvis, body: Body, cv: Canvas, texture: Waves) -> None:
+    """Bone and muscle into the fat and wall, after the body and before the abdominal organs, which give way."""
+    for wing in p.wings:
+        def ilium(X, Y, Z, wing=wing):
+            d, band = wing.depth(X, Y, Z)
+            inside_wall = body.muscle.inside(X, Y, Z)
+            bone = band & (d < 0) & (d > -wing.bone)
+            cortex = bone & ((d > -CORTEX_MM) | (d < CORTEX_MM - wing.bone))
+            out = np.where(cortex, Tissue.CORTICAL_BONE, np.where(bone, Tissue.MARROW, 0))
+            iliacus = band & (d <= -wing.bone) & (d > -wing.bone - wing.iliacus)
+            gluteal = band & (d >= 0) & (d < wing.gluteal) & inside_wall
+            return np.where(out > 0, out, np.where(iliacus | gluteal, Tissue.MUSCLE, 0)).astype(np.uint8)
+
+        cv.paint(wing.shell.box(wing.gluteal), ilium, None, SOFT + (Tissue.MUSCLE,))
+
+    # below the promontory the straight lumbar column the body paints gives way: its bodies to the pelvic fat,
+    # its arches and canal to the back's muscles; then the sacrum and coccyx, tilting backwards as they descend
+    below_promontory = (np.array([-90, body.vb_y - 60, -BIG], np.float32),
+                        np.array([90, body.canal_y + 60, p.promontory_z], np.float32))
+    cv.paint(below_promontory, lambda X, Y, Z: np.where(Y > body.vb_y + body.vb_axes[1], Tissue.MUSCLE, Tissue.FAT),
+             None, VERTEBRA)
+    vx, vy = p.sacrum_axes
+
+    def sacrum(X, Y, Z):
+        below = p.promontory_z - Z
+        ax = np.maximum(vx - 0.3 * below, 10.0)
+        r = np.sqrt((X / ax) ** 2 + ((Y - body.vb_y - 0.4 * below) / vy) ** 2)
+        bone = (below > 0) & (below < SACRUM_MM) & (r < 1)
+        return np.where(bone & (r > 1 - CORTEX_MM / vy), Tissue.CORTICAL_BONE,
+                        np.where(bone, Tissue.MARROW, 0)).astype(np.uint8)
+
+    cv.paint(below_promontory, sacrum, None, SOFT + (Tissue.MUSCLE,))
+
+    b, t = p.bladder, p.bladder_wall
+    inner = Ellipsoid(b.centre, tuple(a - t for a in b.axes))
+    cv.paint(b.box(), lambda X, Y, Z: np.where(inner.rho(X, Y, Z) < 1, Tissue.FLUID,
+                                               np.where(b.rho(X, Y, Z) < 1, Tissue.MUSCLE, 0)).astype(np.uint8),
+             None, SOFT)
+    paint_hollow(cv, p.rectum, texture)
