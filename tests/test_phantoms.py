@@ -13,15 +13,10 @@ from scipy import ndimage
 
 from lib.data.phantoms import generate_study
 from lib.data.phantoms.acquisition import ORIENTATIONS, PRESETS, Acquisition, Grid, grid_for
-from lib.data.phantoms.anatomy import sample_anatomy
-from lib.data.phantoms.body import paint_body, sample_body
 from lib.data.phantoms.canvas import Canvas
-from lib.data.phantoms.liver import paint_gallbladder, paint_liver
-from lib.data.phantoms.organs import paint_organs
 from lib.data.phantoms.render import NoiseStream
 from lib.data.phantoms.study import plan
 from lib.data.phantoms.tissues import HU_RANGES, PHASES, Tissue
-from lib.data.phantoms.tumours import paint_tumours
 
 from .conftest import cli, cli_error
 
@@ -191,41 +186,48 @@ def test_small_and_full_presets_hold_the_same_anatomy():
     assert sorted(full.image.shape)[-2:] == [512, 512] and np.prod(small.image.shape) < 1_000_000
 
 
-def test_the_pelvis_lies_below_the_iliac_crests_and_leaves_the_abdomen_as_it_was():
+def test_the_pelvis_lies_below_the_iliac_crests_and_leaves_the_abdomen_as_it_was(monkeypatch):
     """Bone and muscle of the iliac wings, the sacrum, the bladder's urine behind its wall: all below the crests,
     drawn from their own random stream, so that every study above them is what it was before the pelvis."""
-    def sampled(pelvis_seed):
-        rng = np.random.default_rng(7)
-        return sample_anatomy(rng, sample_body(rng), "portal_venous", 10.0, False, np.random.default_rng(pelvis_seed))
-
-    one, other = sampled(1), sampled(2)
-    assert pickle.dumps(one.pelvis) != pickle.dumps(other.pelvis)
-    above = [pickle.dumps((a.liver, a.organs, a.tumours, a.texture)) for a in (one, other)]
-    assert above[0] == above[1]
+    from lib.data.phantoms import anatomy as anatomy_module
+    from lib.data.phantoms import study as study_module
 
     anatomy, _, _ = plan(1000, 18)
+    monkeypatch.setattr(study_module, "PELVIS", 6)  # another stream for the pelvis: nothing else changes
+    other, _, _ = plan(1000, 18)
+    monkeypatch.undo()
+    assert pickle.dumps(other.pelvis) != pickle.dumps(anatomy.pelvis)
+    above = [pickle.dumps((a.body, a.liver, a.organs, a.tumours, a.texture)) for a in (anatomy, other)]
+    assert above[0] == above[1]
+
     p = anatomy.pelvis
     xs, ys = np.arange(-200, 200, 2.0), np.arange(-170, 190, 2.0)
 
-    above = np.arange(p.crest_z + 1, p.crest_z + 80, 3.0)
-    painted, without = Canvas(xs, ys, above), Canvas(xs, ys, above)
-    anatomy.paint(painted)
-    paint_body(anatomy.body, without)
-    paint_organs(anatomy.organs, anatomy.body, without)
-    paint_liver(anatomy.liver, without)
-    paint_tumours(list(anatomy.tumours), without)
-    paint_gallbladder(anatomy.liver, without)
-    assert np.array_equal(painted.tissue, without.tissue)
+    def painted(zs, pelvis=True):
+        cv = Canvas(xs, ys, zs)
+        if not pelvis:
+            with monkeypatch.context() as m:
+                m.setattr(anatomy_module, "paint_pelvic_frame", lambda *args: None)
+                m.setattr(anatomy_module, "paint_rectum", lambda *args: None)
+                anatomy.paint(cv)
+        else:
+            anatomy.paint(cv)
+        return cv.tissue
 
-    wings = Canvas(xs, ys, [p.crest_z - 40])
-    anatomy.paint(wings)
-    lateral = wings.tissue[np.abs(xs) > 70]
-    for side in (xs < -70, xs > 70):
-        assert np.isin(wings.tissue[side], (Tissue.CORTICAL_BONE, Tissue.MARROW)).sum() > 20
-    assert (lateral == Tissue.MUSCLE).sum() > (lateral == Tissue.CORTICAL_BONE).sum()  # iliacus and glutei
-    spine = Canvas([0.0], [anatomy.body.vb_y], [p.promontory_z - 30])
-    anatomy.paint(spine)
-    assert spine.tissue[0, 0, 0] in (Tissue.MARROW, Tissue.CORTICAL_BONE)
+    above = np.arange(p.crest_z + 0.5, p.crest_z + 80, 3.0)
+    assert np.array_equal(painted(above), painted(above, pelvis=False))
+
+    level = [p.crest_z - 40]
+    wings, before = painted(level), painted(level, pelvis=False)
+    bone = np.isin(wings, (Tissue.CORTICAL_BONE, Tissue.MARROW)) & ~np.isin(before, (Tissue.CORTICAL_BONE,
+                                                                                      Tissue.MARROW))
+    for side in (xs < -55, xs > 55):
+        assert bone[side].sum() > 20  # each ilium, from the sacroiliac joint outwards
+    assert ((before == Tissue.FAT) & (wings == Tissue.MUSCLE)).sum() > 300  # iliacus and glutei, 12 cm2 and more
+    tilted = Canvas([0.0], [anatomy.body.vb_y + 32], [p.promontory_z - 80])
+    anatomy.paint(tilted)
+    assert tilted.tissue[0, 0, 0] in (Tissue.MARROW, Tissue.CORTICAL_BONE)  # the sacrum, behind the lumbar line
+    assert not (painted(np.arange(p.promontory_z - 100, p.promontory_z, 4.0)) == Tissue.DISC).any()
 
     centre = p.bladder.centre
     bladder = Canvas(centre[0] + np.arange(-80, 81, 1.0), [centre[1]], [centre[2]])

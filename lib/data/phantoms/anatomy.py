@@ -11,7 +11,7 @@ from .body import Body, paint_body
 from .canvas import Canvas, Waves
 from .liver import Liver, paint_gallbladder, paint_liver, sample_liver
 from .organs import Organs, paint_organs, sample_organs
-from .pelvis import Pelvis, paint_pelvis, sample_pelvis
+from .pelvis import Pelvis, paint_pelvic_frame, paint_rectum, sample_pelvis
 from .tissues import TUMOUR_BASE, Tissue
 from .tumours import Tumour, paint_tumours, sample_tumours
 
@@ -32,8 +32,9 @@ class Anatomy:
 
     def paint(self, cv: Canvas) -> None:
         paint_body(self.body, cv)
-        paint_pelvis(self.pelvis, self.body, cv, self.organs.texture)
+        paint_pelvic_frame(self.pelvis, self.body, cv)
         paint_organs(self.organs, self.body, cv)
+        paint_rectum(self.pelvis, cv, self.organs.texture)
         paint_liver(self.liver, cv)
         paint_tumours(list(self.tumours), cv)
         paint_gallbladder(self.liver, cv)

@@ -34,8 +34,13 @@ class Organs:
     spleen: tuple[Ellipsoid, Ellipsoid]  # outer, concave hilum cut
     pancreas: tuple[Segment, ...]
     stomach: Hollow
-    bowel: tuple[Hollow, ...]
+    bowel: tuple[Hollow, ...]  # the colon first, then the duodenum and small-bowel loops
     texture: Waves  # mottling of bowel content
+
+    @property
+    def colon_end(self) -> np.ndarray:
+        """The lower end of the descending colon, where the sigmoid begins."""
+        return np.asarray(self.bowel[0].segments[-1].b)
 
     def solid_sdf(self, X, Y, Z) -> np.ndarray:
         """Distance to the nearest solid organ or great vessel, which the liver and its tumours give way to."""
