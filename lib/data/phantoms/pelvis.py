@@ -2,8 +2,9 @@
 sacrum, the bladder, and the sigmoid colon and rectum that continue the descending colon.
 
 Scans that reach below the kidneys (most of them) cross the iliac wings; abdomen-pelvis scans end at the bladder.
-Without these a network trained on the phantoms has never seen smooth muscle masses, bone and a fluid-filled
-organ down there, and calls them liver on real abdomen-pelvis CT.
+Real CT has bone, broad muscle and the bladder there, where version 1 of the generator had fat and bowel. (Runs
+trained with nnU-Net's augmentations call a real bladder and fluid-filled bowel liver; the first version of this
+pelvis in their training did not change that: docs/model.md.)
 """
 
 from __future__ import annotations
