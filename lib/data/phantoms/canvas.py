@@ -137,6 +137,14 @@ class Ellipsoid:
         return (self.rho(X, Y, Z) - 1.0) * min(self.axes)
 
 
+def paint_sac(cv: Canvas, wall: Ellipsoid, lumen: Ellipsoid, wall_tissue: int, content: int,
+              over: Iterable[int]) -> None:
+    """A walled, fluid-filled organ (the gallbladder, the bladder): its wall, and its content inside the lumen."""
+    cv.paint(wall.box(), lambda X, Y, Z: np.where(lumen.rho(X, Y, Z) < 1, content,
+                                                  np.where(wall.rho(X, Y, Z) < 1, wall_tissue, 0)).astype(np.uint8),
+             None, over)
+
+
 def smooth_min(a: np.ndarray, b: np.ndarray, k: float) -> np.ndarray:
     """Polynomial smooth minimum (blends two distance fields into one smooth union over a width k)."""
     h = np.clip(0.5 + 0.5 * (b - a) / k, 0.0, 1.0)

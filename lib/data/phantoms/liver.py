@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .body import Body
-from .canvas import Box, Canvas, Ellipsoid, Segment, Waves, rotation, smooth_min
+from .canvas import Box, Canvas, Ellipsoid, Segment, Waves, paint_sac, rotation, smooth_min
 from .tissues import DISPLACEABLE, LIVER_TISSUES, Tissue
 
 
@@ -172,9 +172,4 @@ def paint_gallbladder(liver: Liver, cv: Canvas) -> None:
     if liver.gallbladder is None:
         return
     wall, lumen = liver.gallbladder
-
-    def gb(X, Y, Z):
-        out = np.where(wall.rho(X, Y, Z) < 1, Tissue.GALLBLADDER_WALL, 0)
-        return np.where(lumen.rho(X, Y, Z) < 1, Tissue.BILE, out).astype(np.uint8)
-
-    cv.paint(wall.box(), gb, None, DISPLACEABLE + LIVER_TISSUES)
+    paint_sac(cv, wall, lumen, Tissue.GALLBLADDER_WALL, Tissue.BILE, DISPLACEABLE + LIVER_TISSUES)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .body import BIG, Body
-from .canvas import Canvas, Ellipsoid, Waves, rotation, tube_path
+from .canvas import Canvas, Ellipsoid, Waves, paint_sac, rotation, tube_path
 from .organs import SOFT, Hollow, Organs, paint_hollow
 from .tissues import Tissue
 
@@ -94,7 +94,7 @@ def sample_pelvis(rng: np.random.Generator, body: Body, organs: Organs) -> Pelvi
 def paint_pelvic_frame(p: Pelvis, body: Body, cv: Canvas) -> None:
     """Bone, muscle and the bladder, into the fat and the wall, after the body and before the abdominal organs."""
     # below the promontory the straight lumbar column the body paints gives way: its bodies to the pelvic fat,
-    # its arches and canal to the back's muscles (first, as the wings reach into this box)
+    # its arches and canal to the back's muscles (first, as the wings reach into this box); then the sacrum there
     below_promontory = (np.array([-75, body.vb_y - 60, -BIG], np.float32),
                         np.array([75, body.canal_y + 60, p.promontory_z], np.float32))
     cv.paint(below_promontory, lambda X, Y, Z: np.where(Y > body.vb_y + body.vb_axes[1], Tissue.MUSCLE, Tissue.FAT),
@@ -123,15 +123,11 @@ def paint_pelvic_frame(p: Pelvis, body: Body, cv: Canvas) -> None:
         return np.where(bone & (r > 1 - CORTEX_MM / vy), Tissue.CORTICAL_BONE,
                         np.where(bone, Tissue.MARROW, 0)).astype(np.uint8)
 
-    cv.paint((np.array([-90, body.vb_y - 60, -BIG], np.float32),
-              np.array([90, body.canal_y + 60, p.promontory_z], np.float32)), sacrum, None, SOFT + (Tissue.MUSCLE,))
+    cv.paint(below_promontory, sacrum, None, SOFT + (Tissue.MUSCLE,))  # at most 63 mm to either side
 
     # the bladder too, in front of the vessels: the small bowel's loops give way to it
-    b, t = p.bladder, p.bladder_wall
-    inner = Ellipsoid(b.centre, tuple(a - t for a in b.axes))
-    cv.paint(b.box(), lambda X, Y, Z: np.where(inner.rho(X, Y, Z) < 1, Tissue.FLUID,
-                                               np.where(b.rho(X, Y, Z) < 1, Tissue.MUSCLE, 0)).astype(np.uint8),
-             None, SOFT)
+    b = p.bladder
+    paint_sac(cv, b, Ellipsoid(b.centre, tuple(a - p.bladder_wall for a in b.axes)), Tissue.MUSCLE, Tissue.FLUID, SOFT)
 
 
 def paint_rectum(p: Pelvis, cv: Canvas, texture: Waves) -> None:
