@@ -107,8 +107,9 @@ def test_only_the_chosen_steps_run_and_the_others_say_so(tmp_path):
 
 
 def test_the_training_goes_on_from_a_given_checkpoint_and_brings_back_its_last_weights(tmp_path, capsys):
-    """--start: a later GPU session trains on from an earlier one's weights (carried there); last.pt, the last
-    epoch's averaged weights, comes back whether or not validation published anything."""
+    """--start: a later GPU session trains on from an earlier one's weights (carried there) and is measured
+    against them, not the shipped model; last.pt, the last epoch's averaged weights, comes back whether or not
+    validation published anything."""
     from lib.bench.device_check import Plan, run
     from lib.cli.main import main
     from lib.model.checkpoint import save_state_dict
@@ -118,9 +119,13 @@ def test_the_training_goes_on_from_a_given_checkpoint_and_brings_back_its_last_w
     assert "no such checkpoint" in capsys.readouterr().err
     torch.manual_seed(3)
     start = save_state_dict(build_unet(), tmp_path / "start.pt", half=True, meta={"spacing_mm": [4.0] * 3})
-    report = run(Plan.make(True, only=("phantoms", "training"), start=str(start)), tmp_path / "out",
+    report = run(Plan.make(True, only=("phantoms", "training", "evaluation"), start=str(start)), tmp_path / "out",
                  progress=lambda message: None)
-    assert {s["name"]: s["status"] for s in report["steps"]}["training"] == "passed"
+    steps = {s["name"]: s for s in report["steps"]}
+    assert steps["training"]["status"] == "passed" and steps["evaluation"]["status"] == "passed"
+    evaluation = steps["evaluation"]["result"]
+    # measured against the start's weights, not the shipped model's (one epoch from random weights may publish none)
+    assert set(evaluation) == {"trained", "start"} and 0.0 <= evaluation["start"]["liver_dice"] < 0.5, evaluation
     assert f"Restored all variables from {start}" in (tmp_path / "out" / "training.log").read_text()
     last, first = load_network(tmp_path / "out" / "last.pt"), load_network(start)
     assert not all(torch.equal(a, b) for a, b in zip(last.state_dict().values(), first.state_dict().values()))

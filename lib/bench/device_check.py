@@ -15,7 +15,7 @@ the others go on; the last gets what time is left):
 6. training: the recipe's tumour stage (GPU_STAGE) from the shipped checkpoint (or --start's) on those phantoms,
    until the time is up: on the CPU that stage stopped after 18 of its 30 epochs; the published model comes back as
    float16, and the last epoch's averaged weights as last.pt;
-7. evaluation: the published model and the shipped one on the held-out phantoms (`bench accuracy`), where the
+7. evaluation: the published model and the one it started from on the held-out phantoms (`bench accuracy`), where the
    plan has any (the GPU run leaves them to the CPU afterwards: its minutes go to training).
 
 The dry run (`--dry-run`, CI's) runs the same steps on the CPU at tiny sizes, the tests with
@@ -236,14 +236,15 @@ def steps(plan: Plan, work: Path) -> list[Step]:
                                      + ((("pretrained_path", plan.start),) if plan.start else ()))), 0),
         Step("evaluation", [*_python(), "-c", "import sys; from lib.bench.device_check import evaluate_models; "
                                               "evaluate_models(*sys.argv[1:])", str(model_dir), str(heldout),
-                            str(work / "evaluation.json"), json.dumps(dict(plan.train_conf))],
+                            str(work / "evaluation.json"), json.dumps(dict(plan.train_conf)), plan.start],
              90 if plan.heldout[1] else 0),
     ]
 
 
-def evaluate_models(model_dir: str, heldout: str, out: str, conf: str) -> None:
-    """The model the training step published and the shipped one, on the held-out phantoms, as bench accuracy
-    measures them (run as step 7, in a process: both in it, each load of torch and MONAI costs seconds)."""
+def evaluate_models(model_dir: str, heldout: str, out: str, conf: str, start: str = "") -> None:
+    """The model the training step published and the one it started from (`start`, else the shipped one), on the
+    held-out phantoms, as bench accuracy measures them (run as step 7, in a process: both in it, each load of torch
+    and MONAI costs seconds)."""
     import tempfile
 
     from ..configs.liver_tumor import LiverTumor
@@ -254,7 +255,8 @@ def evaluate_models(model_dir: str, heldout: str, out: str, conf: str) -> None:
     cases = labelled_studies(Path(heldout))
     extra = {k: v for k, v in json.loads(conf).items() if k in ("spacing", "roi_size")}
     results = {}
-    for name, checkpoint in (("trained", Path(model_dir) / "liver_tumor.pt"), ("shipped", DEMO_CHECKPOINT)):
+    baseline = ("start", Path(start)) if start else ("shipped", DEMO_CHECKPOINT)
+    for name, checkpoint in (("trained", Path(model_dir) / "liver_tumor.pt"), baseline):
         if not checkpoint.exists():
             results[name] = {"error": f"no checkpoint {checkpoint}"}
             continue
@@ -403,7 +405,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
             b.plot(epochs, values, "o-", label=label)
     b.set_xlabel("epoch")
     b.set_ylim(0, 1)
-    b.set_title("training from the shipped checkpoint (validation)", fontsize=9)
+    start = report["plan"].get("start")
+    b.set_title(f"training from {Path(start).name if start else 'the shipped checkpoint'} (validation)", fontsize=9)
     if history:
         b.legend(fontsize=8)
     fig.tight_layout()
