@@ -439,3 +439,24 @@ def test_training_steps_leave_the_cached_study_as_it_was(task, tmp_path):
     assert torch.equal(study["image"], before["image"]) and torch.equal(study["label"], before["label"])
     assert all(torch.equal(a, b) for a, b in zip(study["label_cls_indices"], before["label_cls_indices"]))
     assert len(study["image"].applied_operations) == operations and set(study) == set(before)
+
+
+def test_validation_steps_leave_the_cached_study_as_it_was(task):
+    """Validation's per-step part (the liver's region) gets the cached study uncopied too: it crops views and must
+    leave the cached image, label and metadata as they were."""
+    from lib.data.study_cache import StudyCache
+
+    class Context:
+        device = torch.device("cpu")
+        request = task.options({})
+
+    assert task.settings.locator is not None  # so that the region is cropped
+    cache = StudyCache([SAMPLE], Compose(task.deterministic_transforms(Context)), Compose(task.validation_region()),
+                       "sig", None, memory_mb=64, copy_study=False).warm()
+    study = cache.prepared(0)
+    before = {k: study[k].clone() for k in ("image", "label")}
+    operations, keys = len(study["image"].applied_operations), set(study)
+    regions = [cache[0] for _ in range(3)]
+    assert all(r["image"].numel() < study["image"].numel() for r in regions)  # cropped to the liver's region
+    assert torch.equal(study["image"], before["image"]) and torch.equal(study["label"], before["label"])
+    assert len(study["image"].applied_operations) == operations and set(study) == keys

@@ -410,9 +410,10 @@ class LiverTumorTrain(BasicTrainTask):
         share = (n_train if is_train else n_val) / max(1, n_train + n_val)
         cache = StudyCache(datalist, deterministic, per_step, signature, self.cache_dir(),
                            memory_mb=context.request["cache_mb"] * share,
-                           # the crops are views of the cached study, and no step transform changes its input in
-                           # place (tests/test_trainer.py checks): no copy of the whole study at each step
-                           workers=context.request["cache_workers"], copy_study=not is_train)
+                           # the crops and validation's region are views of the cached study, and no step transform
+                           # changes its input in place (tests/test_trainer.py checks): no copy of the whole study at
+                           # each step
+                           workers=context.request["cache_workers"], copy_study=False)
         logger.info("%d - %s: %d studies", context.local_rank, "training" if is_train else "validation", len(datalist))
         cache.warm()
         if mining:
