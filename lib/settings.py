@@ -25,6 +25,7 @@ SECOND_READER = APP_DIR / "pretrained" / "second_reader"  # the lesion network a
 LR_SCHEDULES = ("constant", "cosine")
 # what a training run may publish by (lib.trainers.publish); the first is the default
 PUBLISH_METRICS = ("val_mean_dice", "val_lesion_sensitivity", "val_lesions_matched", "val_tumour_global_dice")
+NO_FLOOR_HU = -1000.0  # fatty_liver_floor_hu: air, no floor
 
 Check = Callable[[Any], "str | None"]  # what a parsed value must be, when it is not; None when it is fine
 
@@ -259,6 +260,9 @@ class Settings:
     fatty_liver_hu: tuple[float, float] = field(default=(-45.0, -25.0), metadata=_option(  # the generator's
         "the range (HU) a fatty liver's shift is drawn from, as the phantom generator draws it: lowest, highest",
         ordered_at_least(-200.0), ["train"]))
+    fatty_liver_floor_hu: float = field(default=NO_FLOOR_HU, metadata=_option(
+        "the lowest median CT number (HU) a liver made fatty is lowered to; a liver already under it is left as it "
+        f"is ({NO_FLOOR_HU:g}: no floor)", between(NO_FLOOR_HU, 200), ["train"]))
     noise_prob: float = field(default=0.0, metadata=_option(
         "the chance that a training crop gets extra white noise, its standard deviation drawn up to noise_hu "
         "(0: never)", unit_interval, ["train"]))

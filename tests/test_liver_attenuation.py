@@ -64,6 +64,21 @@ def test_it_draws_from_the_generators_fatty_liver_shift_by_seed_and_leaves_the_l
     np.testing.assert_array_equal(np.asarray(untouched["image"]), np.asarray(d["image"]))
 
 
+def test_a_floor_stops_the_liver_at_its_ct_number_and_leaves_a_darker_liver_alone():
+    """fatty_liver_floor_hu: the shift is cut so that the liver's median CT number ends at the floor; a liver under
+    the floor already (fatty, or dark without contrast) is not lowered at all."""
+    before = crop()
+    label = np.asarray(before["label"][0])
+    inner = ndimage.binary_erosion(label > 0, np.ones((3, 3, 3)), iterations=3)
+    floored = hu_of(RandFattyLiverd(prob=1.0, shift_hu=(-45.0, -45.0), floor_hu=70.0)(before))
+    assert abs(np.median(floored[label == 1]) - 70.0) < 1.0  # 100 HU lowered by 30, not 45 (the edge blurred)
+    np.testing.assert_allclose(floored[inner] - hu_of(before)[inner], np.median(floored[label == 1]) - 100.0, atol=1.0)
+    free = hu_of(RandFattyLiverd(prob=1.0, shift_hu=(-45.0, -45.0), floor_hu=40.0)(before))
+    assert abs(np.median(free[label == 1]) - 55.0) < 1.0  # above the floor: the whole shift
+    untouched = RandFattyLiverd(prob=1.0, floor_hu=110.0)(before)
+    np.testing.assert_array_equal(np.asarray(untouched["image"]), np.asarray(before["image"]))
+
+
 def test_a_train_request_turns_it_on_before_the_synthesis(tmp_path):
     # the transforms' classes imported here, as the config imports them (see train_random_transforms)
     from lib.transforms.liver_attenuation import RandFattyLiverd
@@ -74,8 +89,10 @@ def test_a_train_request_turns_it_on_before_the_synthesis(tmp_path):
     kinds = [type(t) for t in steps]
     assert kinds.index(RandFattyLiverd) < kinds.index(SynthesizeTumoursd)
     fatty = next(t for t in steps if isinstance(t, RandFattyLiverd))
-    assert fatty.prob == 0.4 and tuple(fatty.shift_hu) == (-60, -30)
+    assert fatty.prob == 0.4 and tuple(fatty.shift_hu) == (-60, -30) and fatty.floor_hu is None
     assert RandFattyLiverd not in [type(t) for t in train_random_transforms(tmp_path, {})]
+    floored = train_random_transforms(tmp_path, {"fatty_liver_prob": 0.4, "fatty_liver_floor_hu": 25})
+    assert next(t for t in floored if isinstance(t, RandFattyLiverd)).floor_hu == 25
 
 
 def test_a_train_request_adds_noise_in_hu_after_the_synthesis(tmp_path):

@@ -56,7 +56,7 @@ from ..errors import InvalidInput
 from ..model.autocast import AutocastInferer, autocast_dtype, cpu_has_bf16, training_dtype
 from ..model.checkpoint import load_network
 from ..model.network import LABELS, NUM_CLASSES, STRIDES, build_unet
-from ..settings import LR_SCHEDULES, PUBLISH_METRICS, Settings, crop_ratios, request_options
+from ..settings import LR_SCHEDULES, NO_FLOOR_HU, PUBLISH_METRICS, Settings, crop_ratios, request_options
 from ..transforms.augment import augmentations
 from ..transforms.liver_attenuation import RandFattyLiverd
 from ..transforms.postprocess import CleanUp
@@ -129,6 +129,7 @@ class LiverTumorTrain(BasicTrainTask):
                 "publish_metric": _choices(settings.publish_metric, PUBLISH_METRICS),
                 "fatty_liver_prob": settings.fatty_liver_prob,
                 "fatty_liver_hu": list(settings.fatty_liver_hu),
+                "fatty_liver_floor_hu": settings.fatty_liver_floor_hu,
                 "noise_prob": settings.noise_prob,
                 "noise_hu": settings.noise_hu,
                 "augment_prob": settings.augment_prob,
@@ -339,8 +340,10 @@ class LiverTumorTrain(BasicTrainTask):
         to_device = [EnsureTyped(keys=("image", "label"), device=device, track_meta=True)] if on_gpu else []
         synthesis = [SynthesizeTumoursd(("image", "label"), request["synth_prob"], request["synth_lesions"],
                                         request["synth_size_mm"])] if request["synth_prob"] > 0 else []
-        fatty = [RandFattyLiverd(("image", "label"), request["fatty_liver_prob"], request["fatty_liver_hu"])] \
-            if request["fatty_liver_prob"] > 0 else []
+        floor = request["fatty_liver_floor_hu"]
+        fatty = [RandFattyLiverd(("image", "label"), request["fatty_liver_prob"], request["fatty_liver_hu"],
+                                 floor_hu=None if floor <= NO_FLOOR_HU else floor)
+                 ] if request["fatty_liver_prob"] > 0 else []
         lo, hi = HU_WINDOW
         noise = [RandGaussianNoised(keys="image", prob=request["noise_prob"], std=request["noise_hu"] / (hi - lo))] \
             if request["noise_prob"] > 0 else []

@@ -8,8 +8,10 @@ tumour with it, so that a lesion keeps its contrast to the liver around it) by o
 generator draws a fatty liver's from (lib.data.phantoms.tissues.FATTY_LIVER_SHIFT: one tissue model, two users),
 over an edge blurred to the scan's partial volume; the scan's noise and texture stay. A liver moved to any CT
 number instead (0 to 125 HU) was tried: it taught the network that the liver's CT number says nothing, and on a real
-CT it called bowel and muscle liver (TotalSegmentator CT liver Dice 0.90 -> 0.60). MONAI's intensity transforms
-shift a whole image or channel; none shifts one labelled structure.
+CT it called bowel and muscle liver (TotalSegmentator CT liver Dice 0.90 -> 0.60). A floor (`floor_hu`) keeps the
+lowered liver's median CT number at or above a value: the shift applied to a liver that is fatty already, or dark
+without contrast, takes it to the CT number of urine and fluid-filled bowel. MONAI's intensity transforms shift a
+whole image or channel; none shifts one labelled structure.
 """
 
 from __future__ import annotations
@@ -31,13 +33,15 @@ EDGE_SIGMA = 0.6  # voxels: the blur of the liver's edge, about a voxel's partia
 
 class RandFattyLiverd(RandomizableTransform, MapTransform):
     def __init__(self, keys: Sequence[Hashable] = ("image", "label"), prob: float = 0.3,
-                 shift_hu: tuple[float, float] = FATTY_LIVER_SHIFT, window: tuple[float, float] = HU_WINDOW) -> None:
+                 shift_hu: tuple[float, float] = FATTY_LIVER_SHIFT, window: tuple[float, float] = HU_WINDOW,
+                 floor_hu: float | None = None) -> None:
         """keys: the image (1, X, Y, Z), windowed to 0..1 over `window` HU, and its label 0/1/2. prob: the chance
-        a crop's liver is made fatty; shift_hu: the range its change of CT number is drawn from."""
+        a crop's liver is made fatty; shift_hu: the range its change of CT number is drawn from; floor_hu: the
+        lowest median CT number the liver (label 1) is lowered to (a liver already under it stays as it is)."""
         MapTransform.__init__(self, keys)
         RandomizableTransform.__init__(self, prob)
         self.image_key, self.label_key = keys
-        self.shift_hu, self.window = shift_hu, window
+        self.shift_hu, self.window, self.floor_hu = shift_hu, window, floor_hu
 
     def __call__(self, data):
         d = dict(data)
@@ -51,6 +55,11 @@ class RandFattyLiverd(RandomizableTransform, MapTransform):
             return d
         lo, hi = self.window
         pixels = torch.as_tensor(image)[0].float().cpu().numpy()
+        if self.floor_hu is not None:
+            liver_hu = float(np.median(pixels[classes == 1])) * (hi - lo) + lo
+            shift_hu = max(shift_hu, self.floor_hu - liver_hu)
+            if shift_hu >= 0:
+                return d
         weight = ndimage.gaussian_filter((classes >= 1).astype(np.float32), EDGE_SIGMA)
         moved = np.clip(pixels + shift_hu / (hi - lo) * weight, 0.0, 1.0)
         d[self.image_key] = like(image, torch.as_tensor(moved[None]))
