@@ -25,6 +25,8 @@ SECOND_READER = APP_DIR / "pretrained" / "second_reader"  # the lesion network a
 LR_SCHEDULES = ("constant", "cosine")
 # what a training run may publish by (lib.trainers.publish); the first is the default
 PUBLISH_METRICS = ("val_mean_dice", "val_lesion_sensitivity", "val_lesions_matched", "val_tumour_global_dice")
+# the seed's intensity window, scaled to 0..1: the network's input (lib.transforms.preprocess)
+HU_WINDOW = (-21.0, 189.0)
 NO_FLOOR_HU = -1000.0  # fatty_liver_floor_hu: air, no floor
 
 Check = Callable[[Any], "str | None"]  # what a parsed value must be, when it is not; None when it is fine
@@ -57,6 +59,13 @@ def fraction(v: float) -> str | None:
 
 def unit_interval(v: float) -> str | None:
     return None if 0 <= v <= 1 else "must be in [0, 1]"
+
+
+def no_floor_or_in_window(v: float) -> str | None:
+    """A fatty liver's floor: none, or a CT number the network's window shows (under it a liver reads as its edge)."""
+    low, high = HU_WINDOW
+    return None if v == NO_FLOOR_HU or low <= v <= high else \
+        f"must be {NO_FLOOR_HU:g} (no floor) or within the HU window {low:g} to {high:g}"
 
 
 def ordered_at_least(minimum: float) -> Check:
@@ -262,7 +271,8 @@ class Settings:
         ordered_at_least(-200.0), ["train"]))
     fatty_liver_floor_hu: float = field(default=NO_FLOOR_HU, metadata=_option(
         "the lowest median CT number (HU) a liver made fatty is lowered to; a liver already under it is left as it "
-        f"is ({NO_FLOOR_HU:g}: no floor)", between(NO_FLOOR_HU, 200), ["train"]))
+        f"is ({NO_FLOOR_HU:g}: no floor; else within the window {HU_WINDOW[0]:g} to {HU_WINDOW[1]:g})",
+        no_floor_or_in_window, ["train"]))
     noise_prob: float = field(default=0.0, metadata=_option(
         "the chance that a training crop gets extra white noise, its standard deviation drawn up to noise_hu "
         "(0: never)", unit_interval, ["train"]))

@@ -34,6 +34,7 @@ def test_conf_strings_are_parsed_by_type():
     ({"crop_ratios": "0,0,0"}, "crop_ratios"), ({"crop_ratios": "1,1,1,1,1"}, "crop_ratios"),
     ({"serve_window_s": "-1"}, "serve_window_s"),
     ({"publish_metric": "val_loss"}, "publish_metric"),
+    ({"fatty_liver_floor_hu": "-50"}, "fatty_liver_floor_hu"),  # under the window: a liver there reads as -21
 ])
 def test_bad_values_name_the_option(conf, name):
     with pytest.raises(ValueError, match=f"--conf {name}"):

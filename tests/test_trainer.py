@@ -455,8 +455,10 @@ def test_validation_steps_leave_the_cached_study_as_it_was(task):
                        "sig", None, memory_mb=64, copy_study=False).warm()
     study = cache.prepared(0)
     before = {k: study[k].clone() for k in ("image", "label")}
-    operations, keys = len(study["image"].applied_operations), set(study)
+    operations, keys, affine = len(study["image"].applied_operations), set(study), study["image"].affine.clone()
     regions = [cache[0] for _ in range(3)]
+    assert cache.prepared(0) is study  # held in memory: the steps got this very study
     assert all(r["image"].numel() < study["image"].numel() for r in regions)  # cropped to the liver's region
     assert torch.equal(study["image"], before["image"]) and torch.equal(study["label"], before["label"])
     assert len(study["image"].applied_operations) == operations and set(study) == keys
+    assert torch.equal(study["image"].affine, affine)

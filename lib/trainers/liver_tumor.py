@@ -342,7 +342,7 @@ class LiverTumorTrain(BasicTrainTask):
                                         request["synth_size_mm"])] if request["synth_prob"] > 0 else []
         floor = request["fatty_liver_floor_hu"]
         fatty = [RandFattyLiverd(("image", "label"), request["fatty_liver_prob"], request["fatty_liver_hu"],
-                                 floor_hu=None if floor <= NO_FLOOR_HU else floor)
+                                 floor_hu=None if floor == NO_FLOOR_HU else floor)
                  ] if request["fatty_liver_prob"] > 0 else []
         lo, hi = HU_WINDOW
         noise = [RandGaussianNoised(keys="image", prob=request["noise_prob"], std=request["noise_hu"] / (hi - lo))] \

@@ -25,7 +25,7 @@ from scipy import ndimage
 
 from ..data.phantoms.tissues import FATTY_LIVER_SHIFT
 from .preprocess import HU_WINDOW
-from .synthesis import like
+from .synthesis import like, median_of
 
 MIN_LIVER_VOXELS = 500
 EDGE_SIGMA = 0.6  # voxels: the blur of the liver's edge, about a voxel's partial volume
@@ -56,7 +56,7 @@ class RandFattyLiverd(RandomizableTransform, MapTransform):
         lo, hi = self.window
         pixels = torch.as_tensor(image)[0].float().cpu().numpy()
         if self.floor_hu is not None:
-            liver_hu = float(np.median(pixels[classes == 1])) * (hi - lo) + lo
+            liver_hu = median_of(pixels[classes == 1]) * (hi - lo) + lo
             shift_hu = max(shift_hu, self.floor_hu - liver_hu)
             if shift_hu >= 0:
                 return d

@@ -15,9 +15,8 @@ from monai.transforms import (
     ScaleIntensityRanged,
 )
 
+from ..settings import HU_WINDOW
 from .resample import AxisSpacingd
-
-HU_WINDOW = (-21.0, 189.0)  # the seed's intensity window, scaled to 0..1: the network's input
 
 
 def preprocessing(spacing: Sequence[float], keys: Sequence[str] = ("image",), label_key: str | None = None

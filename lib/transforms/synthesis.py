@@ -94,6 +94,11 @@ def _spread(values: np.ndarray) -> np.ndarray:
     return values[:: -(-len(values) // MEDIAN_VALUES) or 1]
 
 
+def median_of(values: np.ndarray) -> float:
+    """The median, over at most MEDIAN_VALUES of the values evenly spread (a crop's liver)."""
+    return float(np.median(_spread(values)))
+
+
 def _offsets(spacing: np.ndarray, radius_mm: float, strict: bool = False) -> np.ndarray:
     """Voxel offsets within radius_mm of a voxel (nearer than it where strict), the voxel itself left out."""
     reach = np.ceil(radius_mm / spacing).astype(int)  # the length test below takes off what is too far
@@ -144,7 +149,7 @@ def paint(rng: np.random.Generator, hu: np.ndarray, liver: np.ndarray, spacing: 
     hu = hu.copy()
     tumour = np.zeros(hu.shape, bool)
     spacing = np.asarray(spacing, float)
-    liver_hu = float(np.median(_spread(hu[liver])))
+    liver_hu = median_of(hu[liver])
     sd = noise_sd(hu, liver)
     depth = functools.cache(lambda: ndimage.distance_transform_edt(liver, sampling=spacing))  # mm to the capsule
     voxels = np.flatnonzero(liver)
