@@ -205,12 +205,10 @@ def test_the_pelvis_lies_below_the_iliac_crests_and_leaves_the_abdomen_as_it_was
 
     def painted(zs, pelvis=True):
         cv = Canvas(xs, ys, zs)
-        if not pelvis:
-            with monkeypatch.context() as m:
+        with monkeypatch.context() as m:
+            if not pelvis:
                 m.setattr(anatomy_module, "paint_pelvic_frame", lambda *args: None)
                 m.setattr(anatomy_module, "paint_rectum", lambda *args: None)
-                anatomy.paint(cv)
-        else:
             anatomy.paint(cv)
         return cv.tissue
 

@@ -51,12 +51,13 @@ class RandFattyLiverd(RandomizableTransform, MapTransform):
         shift_hu = self.R.uniform(*self.shift_hu)
         image, label = d[self.image_key], d[self.label_key]
         classes = np.asarray(torch.as_tensor(label)[0].cpu())
-        if (classes == 1).sum() < MIN_LIVER_VOXELS:
+        liver = classes == 1
+        if liver.sum() < MIN_LIVER_VOXELS:
             return d
         lo, hi = self.window
         pixels = torch.as_tensor(image)[0].float().cpu().numpy()
         if self.floor_hu is not None:
-            liver_hu = median_of(pixels[classes == 1]) * (hi - lo) + lo
+            liver_hu = median_of(pixels[liver]) * (hi - lo) + lo
             shift_hu = max(shift_hu, self.floor_hu - liver_hu)
             if shift_hu >= 0:
                 return d
