@@ -53,7 +53,7 @@ def sample_anatomy(rng: np.random.Generator, body: Body, phase: str, noise_sd: f
     """Everything but the body, which the acquisition is planned on and so is sampled first. The pelvis, added
     later, draws from its own stream so that everything above it stays as it was."""
     liver = sample_liver(rng, body)
-    organs = sample_organs(rng, body, liver)
+    organs = sample_organs(rng, body, liver.hilum)
     tumours = sample_tumours(rng, liver, organs, phase, noise_sd)
     return Anatomy(body, liver, organs, sample_pelvis(pelvis_rng, body, organs), tuple(tumours), fatty,
                    Waves.sample(rng, 8, (6, 30), 1.0))

@@ -98,8 +98,7 @@ def _grow(rng, shape: LiverShape, start, direction, radius, depth, out: list, mi
         _grow(rng, shape, end, d, r_end * rng.uniform(0.65, 0.8), depth - 1, out, min_radius)
 
 
-def inferior_surface(shape: LiverShape, x: float, y: float) -> float | None:
-    """The lowest z (mm) of the liver on the vertical line through (x, y); None where the line misses it."""
+def _inferior_surface(shape: LiverShape, x: float, y: float) -> float | None:
     zs = np.arange(-300, 60, 1.0, dtype=np.float32)
     f = shape.sdf(np.full_like(zs, x), np.full_like(zs, y), zs)
     inside = np.nonzero(f < 0)[0]
@@ -117,7 +116,7 @@ def sample_liver(rng: np.random.Generator, body: Body) -> Liver:
     # the hilum: just inside the visceral surface, right of the midline, in front of the caudate lobe
     front = body.vb_y - body.vb_axes[1]
     hx, hy = -body.vb_axes[0] - rng.uniform(10, 22), front - rng.uniform(30, 42)
-    z_inf = inferior_surface(shape, hx, hy)
+    z_inf = _inferior_surface(shape, hx, hy)
     if z_inf is None:  # no liver above that point: take the liver voxel nearest to it
         pts = np.stack([xs[ii], ys[jj], zs[kk]], 1)
         z_inf = float(pts[np.argmin(np.abs(pts[:, 0] - hx) + np.abs(pts[:, 1] - hy)), 2])
@@ -137,7 +136,7 @@ def sample_liver(rng: np.random.Generator, body: Body) -> Liver:
     gallbladder = None
     if rng.uniform() > 0.12:  # the rest had a cholecystectomy
         gx, gy = hx - rng.uniform(8, 25), hy - rng.uniform(25, 45)
-        gz = inferior_surface(shape, gx, gy)
+        gz = _inferior_surface(shape, gx, gy)
         if gz is not None:
             axes = (rng.uniform(14, 19), rng.uniform(14, 19), rng.uniform(30, 44))
             rot = rotation((rng.uniform(-55, -30), rng.uniform(-15, 15), 0))

@@ -8,7 +8,6 @@ import numpy as np
 
 from .body import Body
 from .canvas import Canvas, Ellipsoid, Segment, Waves, rotation, tube_path
-from .liver import Liver, inferior_surface
 from .tissues import Tissue
 
 SOFT = (Tissue.FAT,)  # organs are painted into visceral fat only, never over what is already there
@@ -70,10 +69,8 @@ def _wander(rng, start, n, step, box_lo, box_hi):
     return np.array(pts)
 
 
-def sample_organs(rng: np.random.Generator, body: Body, liver: Liver) -> Organs:
-    """Organs placed relative to the body frame and to the liver: its hilum (where the portal vein enters) and
-    its right lobe, which the hepatic flexure of the colon lies against."""
-    hilum = liver.hilum
+def sample_organs(rng: np.random.Generator, body: Body, hilum: np.ndarray) -> Organs:
+    """Organs placed relative to the body frame and to the liver's hilum (where the portal vein enters)."""
     vx, vy = body.vb_axes
     a_c = body.cavity.a
     front = body.vb_y - vy
@@ -135,18 +132,11 @@ def sample_organs(rng: np.random.Generator, body: Body, liver: Liver) -> Organs:
         float(rng.uniform(4, 6)), float(rng.uniform(0.1, 0.6)), Tissue.FLUID, 0.0, Tissue.STOMACH_WALL)
 
     r_col = rng.uniform(18, 24)
-    # the hepatic flexure against the right lobe's visceral surface, from 5 mm under it to 10 mm into it (the
-    # liver, painted later, takes that space back): in real CT the colon touches the liver there
-    x_hf, y_hf = -a_c * 0.55, -25.0
-    under_liver = inferior_surface(liver.shape, x_hf, y_hf)
-    if under_liver is None:  # a liver that does not reach that far right: its lowest point
-        under_liver = float(liver.box[0][2]) + 8.0
-    z_hf = under_liver - r_col + rng.uniform(-5, 10)
-    colon_pts = [[-a_c * 0.6, -5, -320], [-a_c * 0.62, 5, -230], [x_hf, y_hf, z_hf], [0, -body.cavity.b_ant * 0.6,
+    z_hf = rng.uniform(-175, -150)
+    colon_pts = [[-a_c * 0.6, -5, -320], [-a_c * 0.62, 5, -230], [-a_c * 0.55, -25, z_hf], [0, -body.cavity.b_ant * 0.6,
                  z_hf - rng.uniform(10, 50)], [a_c * 0.6, -10, rng.uniform(-125, -100)], [a_c * 0.65, 10, -220],
                  [a_c * 0.55, 0, -330]]
-    # stool more often than gas against the liver: the right colon holds stool, gas floats into the transverse
-    colon = Hollow(_path(colon_pts, np.full(7, r_col)), 3.0, float(rng.uniform(0.0, 0.7)), Tissue.FECES, 22.0,
+    colon = Hollow(_path(colon_pts, np.full(7, r_col)), 3.0, float(rng.uniform(0.3, 0.9)), Tissue.FECES, 22.0,
                    Tissue.BOWEL_WALL)
     duodenum = Hollow(_path([hilum + [-10, -5, -25], head + [-20, 5, 10], head + [-15, 10, -30], head + [25, 5, -45]],
                             np.full(4, rng.uniform(9, 12))), 2.5, float(rng.uniform(0, 0.4)), Tissue.FLUID, 0.0,

@@ -18,7 +18,7 @@ from .render import render
 from .tissues import LABEL_NAMES, LIVER_TISSUES, PHASES, TUMOUR_BASE, Tissue, hu_table
 from .tumours import tumour_hu
 
-GENERATOR_VERSION = 3  # 2: the pelvis; 3: the right colon against the liver, stool of soft-tissue CT numbers
+GENERATOR_VERSION = 2  # 2: the pelvis
 # independent random streams per study, so that the anatomy does not depend on the preset or on the noise
 ANATOMY, ACQUISITION, CONTRAST, NOISE, PELVIS = 1, 2, 3, 4, 5
 

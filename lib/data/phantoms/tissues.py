@@ -87,7 +87,7 @@ HU_RANGES: dict[Tissue, tuple[tuple[float, float], tuple[float, float], tuple[fl
     Tissue.BOWEL_WALL: ((35, 48), (75, 110), (85, 120)),
     Tissue.GAS: ((-1000, -960),) * 3,
     Tissue.FLUID: ((0, 25),) * 3,
-    Tissue.FECES: ((-80, 45),) * 3,  # untagged stool's solid part is soft-tissue-like; gas mottles it
+    Tissue.FECES: ((-250, 40),) * 3,
 }
 
 # Tissues whose CT number depends on each other: enhancement follows the liver's in a fatty liver.
