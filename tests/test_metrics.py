@@ -8,6 +8,7 @@ import torch
 from lib.metrics.dice import dice, whole_liver_dice
 from lib.metrics.evaluate import summarise
 from lib.metrics.lesions import equivalent_diameter_mm, lesion_detection
+from lib.metrics.liver_volume import liver_volume_errors
 
 AFFINE = np.diag([1.0, 1.0, 1.0, 1.0])
 
@@ -127,6 +128,34 @@ def test_sizes_dice_and_their_summary():
     assert summary["liver_dice"] == 0.8 and summary["tumour_dice"] == 0.5 and summary["tumour_cases"] == 1
     assert summary["tumour_global_dice"] == 1.0 and summary["mean_seconds"] == 2.0
     assert summary["false_positives_per_study"] == 0.0
+
+
+def test_liver_added_near_far_and_below_and_missed_in_millilitres():
+    """A cube of liver on a 2 mm grid stored with its third axis running down (LPI-like): a slab missed, a block
+    added at its edge, one beside it 30 mm away and one 40 mm under it; each volume is known."""
+    affine = np.array([[-2.0, 0, 0, 0], [0, -2.0, 0, 0], [0, 0, -2.0, 100.0], [0, 0, 0, 1]])
+    truth = np.zeros((60, 60, 60), np.uint8)
+    truth[20:40, 20:40, 10:30] = 1
+    truth[25:30, 25:30, 15:20] = 2  # a tumour is liver too
+    pred = truth.copy()
+    pred[20:22, 20:40, 10:30] = 0  # missed: 2 x 20 x 20 voxels of 8 uL = 6.4 mL
+    pred[40:42, 20:40, 10:30] = 1  # at the edge: 6.4 mL
+    pred[20:25, 55:60, 10:15] = 1  # 30 mm beside it (15 voxels), level with it: 1 mL
+    pred[20:25, 20:25, 50:55] = 2  # under it: k runs down, 40 mm below its lowest voxel; tumour counts: 1 mL
+    errors = liver_volume_errors(pred, truth, affine)
+    assert errors == {"liver_added_ml": 8.4, "liver_added_far_ml": 2.0, "liver_added_below_ml": 1.0,
+                      "liver_missed_ml": 6.4}
+    flipped = liver_volume_errors(pred[:, :, ::-1], truth[:, :, ::-1], affine @ np.array(
+        [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, -1, 59], [0, 0, 0, 1]]))  # the same grid stored running up
+    assert flipped == errors
+    assert liver_volume_errors(pred, np.zeros_like(truth), affine)["liver_added_far_ml"] == round(
+        (pred > 0).sum() * 0.008, 1)  # no true liver: all of it is far
+    rows = [{**errors, "liver_dice": 0.9, "tumour_dice": None, "whole_liver_dice": 0.9, "seconds": 1.0,
+             "lesions": lesion_detection(truth, truth, AFFINE)},
+            {**liver_volume_errors(truth, truth, affine), "liver_dice": 1.0, "tumour_dice": None,
+             "whole_liver_dice": 1.0, "seconds": 1.0, "lesions": lesion_detection(truth, truth, AFFINE)}]
+    assert summarise(rows)["liver_ml_per_study"] == {"added": 4.2, "added_far": 1.0, "added_below": 0.5,
+                                                     "missed": 3.2}
 
 
 def test_validation_counts_the_lesions_an_annotator_would_see():

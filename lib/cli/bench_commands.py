@@ -17,7 +17,8 @@ from .common import CliError, existing_dir, non_negative_int, output_dir, positi
 def register(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="benchmarks (JSON on stdout)")
     kinds = bench.add_subparsers(dest="bench", required=True, parser_class=type(bench))
-    p = kinds.add_parser("accuracy", help="Dice of /infer's labels against ground truth, per study")
+    p = kinds.add_parser("accuracy", help="Dice, liver mL added and missed, and lesions of /infer's labels against "
+                         "ground truth, per study")
     p.add_argument("--studies", type=existing_dir, required=True, help="a folder of images (a datastore)")
     p.add_argument("--truth", type=existing_dir, help="their ground-truth labels, same names (default STUDIES/truth)")
     p.add_argument("--pretrained", type=Path, help="checkpoint (default: the app's, the demo checkpoint)")

@@ -13,27 +13,30 @@ import numpy as np
 
 from .dice import compare, mean_dice
 from .lesions import SIZE_BANDS_MM, band, lesion_detection
+from .liver_volume import liver_volume_errors
 
 BANDS = (band(0.0), band(SIZE_BANDS_MM[0]), band(SIZE_BANDS_MM[1]))
+VOLUME_KEYS = ("liver_added_ml", "liver_added_far_ml", "liver_added_below_ml", "liver_missed_ml")
 
 
 def evaluate(infer: Callable[[dict], tuple], cases: Iterable[tuple[str, Path, Path]], request: dict | None = None,
              known: Callable[[Path], list[dict] | None] | None = None, keep: Path | None = None) -> list[dict]:
     """Run infer({"image": path, ...}) on each (id, image, truth) and measure Dice per class, the whole liver's
-    Dice, lesion detection and latency; the noise the app measured (and the smoothing) are kept beside them.
-    known(image): what is known of its true lesions (lesion_detection). keep: a folder to keep the labels in
-    (<id>.nii.gz), else they are removed."""
+    Dice and the millilitres it adds and misses, lesion detection and latency; the noise the app measured (and the
+    smoothing) are kept beside them. known(image): what is known of its true lesions (lesion_detection). keep: a
+    folder to keep the labels in (<id>.nii.gz), else they are removed."""
     rows = []
     for case_id, image, truth in cases:
         start = time.perf_counter()
         label_file, result = infer({"image": str(image), **(request or {})})
         seconds = time.perf_counter() - start
         label = nib.load(label_file)
-        truth_array = np.asanyarray(nib.load(str(truth)).dataobj)
-        lesions = lesion_detection(np.asanyarray(label.dataobj), truth_array, label.affine,
+        label_array, truth_array = np.asanyarray(label.dataobj), np.asanyarray(nib.load(str(truth)).dataobj)
+        lesions = lesion_detection(label_array, truth_array, label.affine,
                                    known(Path(image)) if known else None, _ct_numbers(Path(image), truth_array.shape))
         rows.append({"id": case_id, **compare(Path(label_file), truth), "seconds": round(seconds, 2),
-                     "lesions": lesions, "latencies": result.get("latencies", {}),
+                     **liver_volume_errors(label_array, truth_array, label.affine), "lesions": lesions,
+                     "latencies": result.get("latencies", {}),
                      **{k: result[k] for k in ("noise_hu", "smoothed_sigma_mm") if k in result}})
         if keep is not None:
             keep.mkdir(parents=True, exist_ok=True)
@@ -53,8 +56,9 @@ def _ct_numbers(image: Path, shape: tuple[int, ...]) -> np.ndarray | None:
 
 
 def summarise(rows: list[dict]) -> dict:
-    """Over the cases: mean Dice per class and of the whole liver, the tumour's global Dice, the true lesions found
-    and matched (of how many) per size band, false positives in all and per study, the mean latency."""
+    """Over the cases: mean Dice per class and of the whole liver, the mean mL of liver added (near, far, below)
+    and missed a study, the tumour's global Dice, the true lesions found and matched (of how many) per size band,
+    false positives in all and per study, the mean latency."""
     found = {b: [sum(r["lesions"]["found_by_size"][b][k] for r in rows) for k in ("found", "of", "matched")]
              for b in BANDS}
     overlap = sum(r["lesions"]["tumour_overlap_voxels"] for r in rows)
@@ -72,8 +76,10 @@ def summarise(rows: list[dict]) -> dict:
         if kinds else {}
     by_contrast = {"sensitivity_visible_10mm": round(visible[0] / visible[1], 3) if visible[1] else None,
                    "visible_10mm": {"found": visible[0], "of": visible[1], "matched": visible[2]}} if measured else {}
-    return {**mean_dice(rows), "tumour_global_dice": round(2 * overlap / total, 4) if total else None,
-            **by_kind, **by_contrast,
+    volumes = {k.removeprefix("liver_").removesuffix("_ml"): round(float(np.mean([r[k] for r in rows])), 1)
+               for k in VOLUME_KEYS if rows and all(k in r for r in rows)}
+    return {**mean_dice(rows), **({"liver_ml_per_study": volumes} if volumes else {}),
+            "tumour_global_dice": round(2 * overlap / total, 4) if total else None, **by_kind, **by_contrast,
             "lesions_found": {b: {"found": f, "of": n, "matched": m} for b, (f, n, m) in found.items()},
             "false_positives": false, "false_positives_per_study": round(false / max(1, len(rows)), 2),
             "mean_seconds": round(float(np.mean([r["seconds"] for r in rows])), 2), "cases": len(rows)}
