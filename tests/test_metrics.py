@@ -130,32 +130,58 @@ def test_sizes_dice_and_their_summary():
     assert summary["false_positives_per_study"] == 0.0
 
 
-def test_liver_added_near_far_and_below_and_missed_in_millilitres():
-    """A cube of liver on a 2 mm grid stored with its third axis running down (LPI-like): a slab missed, a block
-    added at its edge, one beside it 30 mm away and one 40 mm under it; each volume is known."""
-    affine = np.array([[-2.0, 0, 0, 0], [0, -2.0, 0, 0], [0, 0, -2.0, 100.0], [0, 0, 0, 1]])
-    truth = np.zeros((60, 60, 60), np.uint8)
-    truth[20:40, 20:40, 10:30] = 1
-    truth[25:30, 25:30, 15:20] = 2  # a tumour is liver too
+def test_liver_added_far_and_below_and_missed_in_millilitres():
+    """A block of liver on a grid stored S-first running down (2.5 mm), then R to L (1 mm), then A to P (2 mm):
+    a slab missed, liver added at its edge, 5 to 7.5 mm under it, beside it level with its lowest slice, beside it
+    10 mm lower and 27.5 mm under it; each volume is known (a voxel is 5 uL)."""
+    affine = np.array([[0, 1.0, 0, 0], [0, 0, -2.0, 0], [-2.5, 0, 0, 50.0], [0, 0, 0, 1]])
+    truth = np.zeros((40, 100, 40), np.uint8)
+    truth[10:20, 20:60, 10:30] = 1
+    truth[12:15, 25:30, 15:20] = 2  # a tumour is liver too
     pred = truth.copy()
-    pred[20:22, 20:40, 10:30] = 0  # missed: 2 x 20 x 20 voxels of 8 uL = 6.4 mL
-    pred[40:42, 20:40, 10:30] = 1  # at the edge: 6.4 mL
-    pred[20:25, 55:60, 10:15] = 1  # 30 mm beside it (15 voxels), level with it: 1 mL
-    pred[20:25, 20:25, 50:55] = 2  # under it: k runs down, 40 mm below its lowest voxel; tumour counts: 1 mL
-    errors = liver_volume_errors(pred, truth, affine)
-    assert errors == {"liver_added_ml": 8.4, "liver_added_far_ml": 2.0, "liver_added_below_ml": 1.0,
-                      "liver_missed_ml": 6.4}
-    flipped = liver_volume_errors(pred[:, :, ::-1], truth[:, :, ::-1], affine @ np.array(
-        [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, -1, 59], [0, 0, 0, 1]]))  # the same grid stored running up
-    assert flipped == errors
+    pred[10:20, 20:22, 10:30] = 0  # missed: 400 voxels, 2 mL
+    pred[10:20, 60:62, 10:30] = 1  # at its edge, 2 mL
+    pred[20:22, 30:40, 10:20] = 1  # just under its lowest slice (5 to 7.5 mm): near, 1 mL
+    pred[16:20, 85:90, 10:20] = 1  # 26 mm to its side, level with its lowest slice: far, 1 mL
+    pred[22:24, 85:90, 10:20] = 2  # 26 mm to its side and 7.5 to 10 mm lower: far, not below; tumour counts, 0.5 mL
+    pred[30:32, 30:40, 10:15] = 1  # 27.5 to 30 mm under it: far and below, 0.5 mL
+    assert liver_volume_errors(pred, truth, affine) == {
+        "liver_added_ml": 5.0, "liver_added_far_ml": 2.0, "liver_added_below_ml": 0.5, "liver_missed_ml": 2.0}
     assert liver_volume_errors(pred, np.zeros_like(truth), affine)["liver_added_far_ml"] == round(
-        (pred > 0).sum() * 0.008, 1)  # no true liver: all of it is far
-    rows = [{**errors, "liver_dice": 0.9, "tumour_dice": None, "whole_liver_dice": 0.9, "seconds": 1.0,
-             "lesions": lesion_detection(truth, truth, AFFINE)},
-            {**liver_volume_errors(truth, truth, affine), "liver_dice": 1.0, "tumour_dice": None,
-             "whole_liver_dice": 1.0, "seconds": 1.0, "lesions": lesion_detection(truth, truth, AFFINE)}]
-    assert summarise(rows)["liver_ml_per_study"] == {"added": 4.2, "added_far": 1.0, "added_below": 0.5,
-                                                     "missed": 3.2}
+        (pred > 0).sum() * 0.005, 1)  # no true liver: all of it is far
+    rows = [{**liver_volume_errors(p, truth, affine), "liver_dice": 1.0, "tumour_dice": None, "whole_liver_dice": 1.0,
+             "seconds": 1.0, "lesions": lesion_detection(truth, truth, AFFINE)} for p in (pred, truth)]
+    assert {k: v for k, v in summarise(rows).items() if k.endswith("_ml")} == {
+        "liver_added_ml": 2.5, "liver_added_far_ml": 1.0, "liver_added_below_ml": 0.2, "liver_missed_ml": 1.0}
+
+
+def test_liver_volume_errors_agree_with_distances_measured_in_the_world():
+    """Random blobs on an anisotropic grid turned 30 degrees and stored in a permuted order: far and below match
+    distances and heights computed point by point in world coordinates."""
+    from scipy.spatial import cKDTree
+
+    rng = np.random.default_rng(5)
+    turn = np.array([[np.cos(0.5), -np.sin(0.5), 0], [np.sin(0.5), np.cos(0.5), 0], [0, 0, 1.0]])
+    axes = turn @ np.eye(3)[:, [2, 0, 1]] * [-1, 1, -1] @ np.diag([2.5, 0.9, 1.6])
+    affine = np.eye(4)
+    affine[:3, :3], affine[:3, 3] = axes, [10.0, -20.0, 30.0]
+    truth = np.zeros((40, 64, 40), np.uint8)
+    truth[8:16, 20:44, 12:28] = 1
+    pred = truth.copy()
+    for _ in range(16):
+        c = rng.integers([0, 0, 0], [40, 64, 40])
+        pred[tuple(slice(max(0, x - 2), x + 2) for x in c)] = 1
+    got = liver_volume_errors(pred, truth, affine)
+    world = lambda mask: np.argwhere(mask) @ axes.T + affine[:3, 3]  # noqa: E731
+    added = world((pred > 0) & (truth == 0))
+    distance = cKDTree(world(truth > 0)).query(added)[0]
+    far = distance > 20.0
+    below = far & (added[:, 2] < world(truth > 0)[:, 2].min() - 20.0)
+    ml = abs(np.linalg.det(axes)) / 1000
+    assert far.sum() > 0 and below.sum() > 0 and (far & ~below).sum() > 0
+    assert got["liver_added_far_ml"] == round(far.sum() * ml, 1)
+    assert got["liver_added_below_ml"] == round(below.sum() * ml, 1)
+    assert got["liver_added_ml"] == round(len(added) * ml, 1)
 
 
 def test_validation_counts_the_lesions_an_annotator_would_see():

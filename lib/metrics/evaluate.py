@@ -56,8 +56,8 @@ def _ct_numbers(image: Path, shape: tuple[int, ...]) -> np.ndarray | None:
 
 
 def summarise(rows: list[dict]) -> dict:
-    """Over the cases: mean Dice per class and of the whole liver, the mean mL of liver added (near, far, below)
-    and missed a study, the tumour's global Dice, the true lesions found and matched (of how many) per size band,
+    """Over the cases: mean Dice per class and of the whole liver, the mean mL of liver added (far, below) and
+    missed a study, the tumour's global Dice, the true lesions found and matched (of how many) per size band,
     false positives in all and per study, the mean latency."""
     found = {b: [sum(r["lesions"]["found_by_size"][b][k] for r in rows) for k in ("found", "of", "matched")]
              for b in BANDS}
@@ -76,9 +76,8 @@ def summarise(rows: list[dict]) -> dict:
         if kinds else {}
     by_contrast = {"sensitivity_visible_10mm": round(visible[0] / visible[1], 3) if visible[1] else None,
                    "visible_10mm": {"found": visible[0], "of": visible[1], "matched": visible[2]}} if measured else {}
-    volumes = {k.removeprefix("liver_").removesuffix("_ml"): round(float(np.mean([r[k] for r in rows])), 1)
-               for k in VOLUME_KEYS if rows and all(k in r for r in rows)}
-    return {**mean_dice(rows), **({"liver_ml_per_study": volumes} if volumes else {}),
+    volumes = {k: round(float(np.mean(v)), 1) for k in VOLUME_KEYS if (v := [r[k] for r in rows if k in r])}
+    return {**mean_dice(rows), **volumes,
             "tumour_global_dice": round(2 * overlap / total, 4) if total else None, **by_kind, **by_contrast,
             "lesions_found": {b: {"found": f, "of": n, "matched": m} for b, (f, n, m) in found.items()},
             "false_positives": false, "false_positives_per_study": round(false / max(1, len(rows)), 2),
