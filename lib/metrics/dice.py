@@ -26,11 +26,20 @@ def compare(label_path: Path, truth_path: Path) -> dict:
     """Per-class Dice of a label file against a ground-truth file, and of the liver with its tumours; they must
     share the grid."""
     label, truth = nib.load(str(label_path)), nib.load(str(truth_path))
-    same_grid = label.shape == truth.shape and np.allclose(label.affine, truth.affine, atol=1e-3)
-    if not same_grid:
-        raise ValueError(f"{label_path} does not overlay {truth_path}: {label.shape} vs {truth.shape}")
-    a, b = np.asanyarray(label.dataobj), np.asanyarray(truth.dataobj)
-    return {**{f"{name}_dice": dice(a, b, c) for name, c in LABELS.items()}, "whole_liver_dice": whole_liver_dice(a, b)}
+    check_same_grid(label, truth, label_path, truth_path)
+    return scores(np.asanyarray(label.dataobj), np.asanyarray(truth.dataobj))
+
+
+def check_same_grid(label: nib.Nifti1Image, truth: nib.Nifti1Image, label_name: object, truth_name: object) -> None:
+    """ValueError unless the label lies on the truth's grid (shape and affine)."""
+    if not (label.shape == truth.shape and np.allclose(label.affine, truth.affine, atol=1e-3)):
+        raise ValueError(f"{label_name} does not overlay {truth_name}: {label.shape} vs {truth.shape}")
+
+
+def scores(pred: np.ndarray, truth: np.ndarray) -> dict:
+    """`<class>_dice` per class and `whole_liver_dice` of two arrays on one grid."""
+    return {**{f"{name}_dice": dice(pred, truth, c) for name, c in LABELS.items()},
+            "whole_liver_dice": whole_liver_dice(pred, truth)}
 
 
 def whole_liver_dice(pred: np.ndarray, truth: np.ndarray) -> float | None:

@@ -11,7 +11,7 @@ from typing import Callable, Iterable
 import nibabel as nib
 import numpy as np
 
-from .dice import compare, mean_dice
+from .dice import check_same_grid, mean_dice, scores
 from .lesions import SIZE_BANDS_MM, band, lesion_detection
 from .liver_volume import liver_volume_errors
 
@@ -30,11 +30,12 @@ def evaluate(infer: Callable[[dict], tuple], cases: Iterable[tuple[str, Path, Pa
         start = time.perf_counter()
         label_file, result = infer({"image": str(image), **(request or {})})
         seconds = time.perf_counter() - start
-        label = nib.load(label_file)
-        label_array, truth_array = np.asanyarray(label.dataobj), np.asanyarray(nib.load(str(truth)).dataobj)
+        label, truth_image = nib.load(label_file), nib.load(str(truth))
+        check_same_grid(label, truth_image, label_file, truth)
+        label_array, truth_array = np.asanyarray(label.dataobj), np.asanyarray(truth_image.dataobj)
         lesions = lesion_detection(label_array, truth_array, label.affine,
                                    known(Path(image)) if known else None, _ct_numbers(Path(image), truth_array.shape))
-        rows.append({"id": case_id, **compare(Path(label_file), truth), "seconds": round(seconds, 2),
+        rows.append({"id": case_id, **scores(label_array, truth_array), "seconds": round(seconds, 2),
                      **liver_volume_errors(label_array, truth_array, label.affine), "lesions": lesions,
                      "latencies": result.get("latencies", {}),
                      **{k: result[k] for k in ("noise_hu", "smoothed_sigma_mm") if k in result}})
