@@ -15,7 +15,7 @@ from lib.transforms.postprocess import (
     clean_label,
     enclosed,
     liver_around,
-    logits_biased,
+    tumour_biased,
     unsure_tumours_dropped,
 )
 from lib.transforms.report import lesion_report
@@ -216,21 +216,8 @@ def test_a_tumour_bias_moves_the_argmax_by_that_many_logits_and_leaves_the_netwo
     logits[2, :, :, :5] = 1.5                     # tumour 0.5 below liver in half the volume
     logits[2, :3, :, :5] = 0.5                    # and 1.5 below it in a part of that half
     assert int((channel_argmax(logits) == 2).sum()) == 0
-    biased = logits_biased(logits, tumour=1.0)
+    biased = tumour_biased(logits, 1.0)
     assert int((channel_argmax(biased) == 2).sum()) == 7 * 10 * 5   # only where it was within 1 logit
     assert float(logits[2].max()) == 1.5                            # the input is not changed
-    assert logits_biased(logits) is logits
-    assert int((channel_argmax(logits_biased(logits, tumour=-1.0)) == 2).sum()) == 0
-
-
-def test_a_background_bias_draws_the_edge_tighter_by_that_many_logits_and_leaves_tumour_against_liver_alone():
-    logits = torch.zeros(3, 10, 10, 10)
-    logits[1] = torch.linspace(-2.0, 2.0, 10)[:, None, None]     # liver from the 6th plane on (x > 0)
-    logits[2] = -10.0
-    logits[2, 5:, :, 5:] = logits[1, 5:, :, 5:] + 0.25            # tumour a little above liver in half of it
-    assert int((channel_argmax(logits) > 0).sum()) == 5 * 100
-    tight = channel_argmax(logits_biased(logits, background=1.0))
-    assert int((tight > 0).sum()) == 3 * 100                        # planes whose logit was within 1 are background
-    assert torch.equal(tight[0, 7:] == 2, channel_argmax(logits)[0, 7:] == 2)
-    loose = channel_argmax(logits_biased(logits, background=-1.0))
-    assert int((loose > 0).sum()) == 7 * 100
+    assert tumour_biased(logits, 0.0) is logits
+    assert int((channel_argmax(tumour_biased(logits, -1.0)) == 2).sum()) == 0

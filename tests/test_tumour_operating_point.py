@@ -1,5 +1,5 @@
-"""The operating point per /infer request: the tumour and background logit biases and the background filter
-reach the label the task returns (the arithmetic of each is in tests/test_postprocess.py)."""
+"""The tumour operating point per /infer request: the tumour logit bias and the background filter reach the label
+the task returns (the filters' arithmetic is in tests/test_postprocess.py)."""
 
 from __future__ import annotations
 
@@ -59,14 +59,3 @@ def test_the_bias_and_the_background_filter_change_what_infer_returns(task_and_s
     volumes = [d["volume_ml"] for d in gone]
     assert volumes and volumes == sorted(volumes, reverse=True) and volumes[-1] > 0
     assert all(abs(d["mean_tumour_probability"] - 0.731) < 0.005 for d in gone), gone   # bf16 on some CPUs
-
-
-def test_the_background_bias_draws_the_returned_label_tighter_or_looser(task_and_study):
-    task, path = task_and_study
-    plain, _ = run(task, path)
-    tight, _ = run(task, path, background_logit_bias=2.0)     # liver where the windowed CT is above 0.6 (HU > 105)
-    loose, _ = run(task, path, background_logit_bias=-2.0)    # and above 0.4 (HU > 63)
-    counts = [int((a > 0).sum()) for a in (tight, plain, loose)]
-    assert counts[0] < 0.95 * counts[1] and counts[2] > 1.05 * counts[1], counts
-    assert ((tight > 0) & (plain > 0)).sum() > 0.99 * counts[0]            # tighter within, not elsewhere
-    assert ((loose > 0) & (plain > 0)).sum() > 0.99 * counts[1]

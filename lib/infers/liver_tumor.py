@@ -49,7 +49,7 @@ from ..transforms.postprocess import (
     CleanUp,
     LiverTumorPostprocessd,
     channel_argmax,
-    logits_biased,
+    tumour_biased,
     unsure_tumours_dropped,
 )
 from ..transforms.preprocess import fitted_roi, preprocessing
@@ -137,7 +137,7 @@ class LiverTumorInfer(BasicInferTask):
         """Argmax, then undo crop, resampling and orientation with MONAI's Invertd, once, on the label."""
         pred = data[self.output_label_key]
         options = self._options(data)
-        logits = logits_biased(torch.as_tensor(pred), options["background_logit_bias"], options["tumour_logit_bias"])
+        logits = tumour_biased(torch.as_tensor(pred), options["tumour_logit_bias"])
         labels, dropped = unsure_tumours_dropped(logits, channel_argmax(logits), options["min_tumour_probability"],
                                                  options["max_tumour_background"])
         # with a filter on, nothing silently lost: what it took, before the clean-up, on the working grid

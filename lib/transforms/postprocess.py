@@ -215,14 +215,13 @@ def channel_argmax(logits: torch.Tensor) -> torch.Tensor:
     return index[None].float()  # float, as MONAI's AsDiscrete gives: Invertd resamples it
 
 
-def logits_biased(logits: torch.Tensor, background: float = 0.0, tumour: float = 0.0) -> torch.Tensor:
-    """logits (3, X, Y, Z) with `background` added to the background channel and `tumour` to the tumour channel (a
-    copy; the same tensor when both are 0): the prior odds of that class against either other multiplied by e^bias."""
-    if background == 0 and tumour == 0:
+def tumour_biased(logits: torch.Tensor, bias: float) -> torch.Tensor:
+    """logits (3, X, Y, Z) with `bias` added to the tumour channel (a copy; the same tensor for 0): the prior odds
+    of tumour against either other class multiplied by e^bias."""
+    if bias == 0:
         return logits
     out = logits.clone()
-    out[0] = out[0] + background
-    out[2] = out[2] + tumour
+    out[2] = out[2] + bias
     return out
 
 
