@@ -9,7 +9,7 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import RandCropByLabelClassesd
 
-from lib.trainers.hard_centres import AddHardCentresd, error_parts, far_liver_parts, hard_centres, liver_box
+from lib.trainers.hard_centres import AddHardCentresd, error_parts, hard_centres, liver_box
 
 
 def _ball(shape, centre, radius):
@@ -47,62 +47,43 @@ def test_the_liver_box_is_the_foreground_grown_and_clipped():
 
 
 class Threshold(torch.nn.Module):
-    """A fixed 'network' that calls tumour wherever the windowed image is above 0.8, liver where it is above 0.4 and
-    background elsewhere, so that the test knows where it errs."""
+    """A fixed 'network' that calls tumour wherever the windowed image is above 0.8 and liver elsewhere, so that
+    the test knows where it errs."""
 
     def __init__(self) -> None:
         super().__init__()
         self.unused = torch.nn.Parameter(torch.zeros(1))  # where the network lives
 
     def forward(self, x):
-        tumour, organ = (x > 0.8).float(), (x > 0.4).float()
-        return torch.cat([1 - organ, organ - tumour, tumour], 1) * 10
+        tumour = (x > 0.8).float()
+        return torch.cat([torch.zeros_like(x), 1 - tumour, tumour], 1) * 10
 
 
 def test_hard_centres_are_where_the_network_errs_in_the_whole_study():
-    """The network runs around the liver only; the centres come back as flat indices into the whole study, on
-    the missed lesion, the false tumour and the far liver, at most as many as asked, as many from each error (the
-    false tumour and the far liver are larger than the lesion)."""
-    shape = (110, 56, 48)
-    image = np.full(shape, 0.2, np.float32)
+    """The network runs on the liver's box only; the centres come back as flat indices into the whole study, on
+    the missed lesion and the false tumour, at most as many as asked, half from each (the false tumour is larger)."""
+    shape = (96, 56, 48)
+    image = np.full(shape, 0.5, np.float32)
     label = np.zeros(shape, np.uint8)
     label[20:50, 10:40, 10:40] = 1
-    image[20:50, 10:40, 10:40] = 0.5
     missed, found = _ball(shape, (30, 20, 20), 3), _ball(shape, (40, 30, 30), 3)
     label[missed | found] = 2
     image[found] = 0.9  # bright: the threshold finds it
     false = _ball(shape, (25, 35, 30), 4) & ~found
     image[false] = 0.95  # bright liver: false tumour
-    far = _ball(shape, (82, 28, 24), 7)
-    image[far] = 0.5  # liver-like, 26 mm past the liver, 1.4 mL: far liver (4 mm past it, near, is its edge)
-    image[50:54, 10:40, 10:40] = 0.5
-    image[100:, :5, :5] = 0.99  # bright, more than 40 mm from the liver: never looked at
-    options = {"roi": (32, 32, 32), "overlap": 0.25, "dtype": None, "smooth_above_hu": 0, "smooth_sigma_mm": 1.0}
-    centres, n_missed, n_false, n_far = hard_centres(
+    image[80:, :5, :5] = 0.99  # bright, far outside the liver's box: never looked at
+    centres, n_missed, n_false = hard_centres(
         Threshold(), MetaTensor(image[None]), torch.as_tensor(label[None]), (1.0, 1.0, 1.0), min_tumour_ml=0.01,
-        max_centres=10_000, rng=np.random.default_rng(0), **options)
-    expected = np.flatnonzero((missed | false | far).ravel())
-    assert (n_missed, n_false, n_far) == (1, 1, 1)
+        max_centres=10_000, rng=np.random.default_rng(0), roi=(32, 32, 32), overlap=0.25, dtype=None,
+        smooth_above_hu=0, smooth_sigma_mm=1.0)
+    expected = np.flatnonzero((missed | false).ravel())
+    assert (n_missed, n_false) == (1, 1)
     np.testing.assert_array_equal(centres.numpy(), expected)
-    few, *_ = hard_centres(Threshold(), MetaTensor(image[None]), torch.as_tensor(label[None]), (1.0, 1.0, 1.0), 0.01,
-                           max_centres=30, rng=np.random.default_rng(0), **options)
-    assert len(few) == 30 and set(few.numpy()) <= set(expected)
+    few, _, _ = hard_centres(Threshold(), MetaTensor(image[None]), torch.as_tensor(label[None]), (1.0, 1.0, 1.0), 0.01,
+                       max_centres=20, rng=np.random.default_rng(0), roi=(32, 32, 32), overlap=0.25, dtype=None,
+                       smooth_above_hu=0, smooth_sigma_mm=1.0)
+    assert len(few) == 20 and set(few.numpy()) <= set(expected)
     assert np.isin(few.numpy(), np.flatnonzero(missed.ravel())).sum() == 10  # as many from each error
-    assert np.isin(few.numpy(), np.flatnonzero(far.ravel())).sum() == 10
-
-
-def test_far_liver_is_what_is_called_liver_more_than_20_mm_from_it_in_pieces_large_enough():
-    shape = (120, 30, 30)
-    label = np.zeros(shape, np.uint8)
-    label[10:30] = 1
-    pred = label.copy()
-    pred[30:45, 10:20, 10:20] = 1   # the liver drawn on to 15 mm past its edge: near
-    pred[60:70, 10:20, 10:20] = 1   # 31 to 40 mm past it: far, 1000 voxels
-    pred[100:102, 5:7, 5:7] = 2     # 71 mm past it, 8 voxels
-    parts, n = far_liver_parts(pred, label, (1.0, 1.0, 1.0), min_voxels=10)
-    assert n == 1 and (parts == 1).sum() == 1000 and parts[30:45].max() == 0
-    assert far_liver_parts(pred, label, (1.0, 1.0, 1.0), min_voxels=1)[1] == 2
-    assert far_liver_parts(pred, label, (2.0, 2.0, 2.0), min_voxels=1)[1] == 3   # at 2 mm all three are far
 
 
 @pytest.mark.parametrize("has_errors", [True, False])

@@ -1,13 +1,11 @@
-"""Crop centres where the model being fine-tuned errs: its false-positive tumour components, the true lesions it
-misses entirely and what it calls liver far from the liver (the stomach, the spleen), found once per training study
-when a run starts.
+"""Crop centres where the model being fine-tuned errs on tumours: its false-positive tumour components and the true
+lesions it misses entirely, found once per training study when a run starts.
 
 Why: the app is judged by lesions found and false positives, and random crops, even crops centred on tumour, rarely
 land on the few lesions the model misses or on the liver it calls tumour (hard-example mining; MONAI has crops by
 class or by a weight map, nothing that asks the model where it errs). The errors are counted as `bench accuracy`
 counts them: a true lesion is missed when no predicted tumour voxel touches it, a predicted component is a false
-positive when it touches no true tumour and is at least `min_tumour_ml` (smaller ones the clean-up removes). Liver is
-far as `bench accuracy` counts it (lib.metrics.liver_volume): more than 20 mm from the true liver.
+positive when it touches no true tumour and is at least `min_tumour_ml` (smaller ones the clean-up removes).
 """
 
 from __future__ import annotations
@@ -22,7 +20,6 @@ from monai.transforms import MapTransform
 from scipy import ndimage
 
 from ..metrics.lesions import CONNECTED, TUMOUR
-from ..metrics.liver_volume import NEAR_MM
 from ..model.autocast import AutocastInferer
 from ..transforms.denoise import SmoothNoisyd
 from .validation import FittedWindows
@@ -30,9 +27,6 @@ from .validation import FittedWindows
 logger = logging.getLogger(__name__)
 
 BOX_MARGIN_MM = 20.0  # around the true liver: the clean-up keeps tumour only near the liver
-FAR_BOX_MARGIN_MM = 40.0  # around the true liver: where far liver is looked for (the stomach and spleen beside it)
-FAR_MIN_ML = 1.0  # far liver in smaller pieces is not an error worth crops
-DISTANCE_STEP = 4  # the distance to the true liver is measured on every 4th voxel: a 20 mm bound needs no finer
 
 
 def error_parts(pred: np.ndarray, label: np.ndarray, min_voxels: int) -> tuple[np.ndarray, int, int]:
@@ -68,27 +62,6 @@ def liver_box(label: np.ndarray, margin: Sequence[int]) -> tuple[slice, ...] | N
     return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
 
 
-def far_liver_parts(pred: np.ndarray, label: np.ndarray, spacing: Sequence[float], min_voxels: int
-                    ) -> tuple[np.ndarray, int]:
-    """Labelled components (1..n) of what pred calls liver or tumour more than NEAR_MM from the label's liver and
-    tumour, of min_voxels or more; and n. The distance is measured on a grid DISTANCE_STEP times coarser (within
-    DISTANCE_STEP voxels' diagonal of the exact one): over a whole box at 1 mm it would take seconds and GiBs."""
-    k = DISTANCE_STEP
-    coarse = np.zeros([-(-n // k) for n in label.shape], bool)
-    coarse[tuple(i // k for i in np.nonzero(label > 0))] = True  # a coarse voxel with any liver in it
-    if not coarse.any():
-        far = pred > 0
-    else:
-        distance = ndimage.distance_transform_edt(~coarse, sampling=[k * s for s in spacing])
-        far = (pred > 0) & (distance[np.ix_(*(np.arange(n) // k for n in label.shape))] > NEAR_MM)
-    parts, n = ndimage.label(far, structure=CONNECTED)
-    size = np.bincount(parts.ravel(), minlength=n + 1)
-    keep = np.flatnonzero(size[1:] >= min_voxels) + 1
-    renumber = np.zeros(n + 1, np.int32)
-    renumber[keep] = np.arange(1, len(keep) + 1)
-    return renumber[parts], len(keep)
-
-
 @torch.no_grad()
 def predict(network: torch.nn.Module, image: torch.Tensor, roi: tuple[int, int, int], overlap: float,
             dtype: torch.dtype | None, smooth_above_hu: float, smooth_sigma_mm: float,
@@ -103,28 +76,22 @@ def predict(network: torch.nn.Module, image: torch.Tensor, roi: tuple[int, int, 
 
 def hard_centres(network: torch.nn.Module, image: torch.Tensor, label: torch.Tensor, spacing: Sequence[float],
                  min_tumour_ml: float, max_centres: int, rng: np.random.Generator, **predict_options
-                 ) -> tuple[torch.Tensor, int, int, int]:
+                 ) -> tuple[torch.Tensor, int, int]:
     """Flat indices (into the image's spatial shape, as MONAI's ClassesToIndicesd gives them) of at most
-    max_centres voxels where the network errs, as many from each error (a missed lesion, a false-positive tumour
-    component within BOX_MARGIN_MM of the true liver's box, a piece of far liver within FAR_BOX_MARGIN_MM of it) as
-    from any other: each counts one, whatever its size. Also how many lesions it missed, how many false positives
-    it made and how many pieces of far liver."""
+    max_centres voxels where the network errs on tumours, within the true liver's box, as many from each error (a
+    missed lesion, a false-positive component) as from any other: each counts one in the lesion count, whatever
+    its size. Also how many lesions it missed and how many false positives it made."""
     empty = torch.zeros(0, dtype=torch.int64)
     lab = np.asarray(label[0])
-    box = liver_box(lab, [int(round(FAR_BOX_MARGIN_MM / s)) for s in spacing])
+    box = liver_box(lab, [int(round(BOX_MARGIN_MM / s)) for s in spacing])
     if box is None:
-        return empty, 0, 0, 0
+        return empty, 0, 0
     pred = predict(network, image[(slice(None), *box)], spacing=tuple(spacing), **predict_options)
-    inner = liver_box(lab[box], [int(round(BOX_MARGIN_MM / s)) for s in spacing])
-    voxel_ml = float(np.prod(spacing)) / 1000.0
-    parts = np.zeros(pred.shape, np.int32)
-    parts[inner], missed, false = error_parts(pred[inner], lab[box][inner], int(np.ceil(min_tumour_ml / voxel_ml)))
-    far_parts, far = far_liver_parts(pred, lab[box], spacing, int(np.ceil(FAR_MIN_ML / voxel_ml)))
-    free = (parts == 0) & (far_parts > 0)
-    parts[free] = far_parts[free] + missed + false
-    if not missed + false + far:
-        return empty, 0, 0, 0
-    share = max(1, max_centres // (missed + false + far))
+    min_voxels = int(np.ceil(min_tumour_ml * 1000.0 / float(np.prod(spacing))))
+    parts, missed, false = error_parts(pred, lab[box], min_voxels)
+    if not missed + false:
+        return empty, 0, 0
+    share = max(1, max_centres // (missed + false))
     chosen = []
     for voxels in ndimage.value_indices(parts, ignore_value=0).values():
         where = np.stack(voxels, 1)
@@ -132,7 +99,7 @@ def hard_centres(network: torch.nn.Module, image: torch.Tensor, label: torch.Ten
     local = np.concatenate(chosen)
     offset = np.array([s.start for s in box])
     flat = np.ravel_multi_index(tuple((local + offset).T), lab.shape)
-    return torch.as_tensor(np.sort(flat), dtype=torch.int64), missed, false, far
+    return torch.as_tensor(np.sort(flat), dtype=torch.int64), missed, false
 
 
 def study_id(item: dict) -> str:
@@ -141,16 +108,16 @@ def study_id(item: dict) -> str:
 
 
 def centre_table(prepared: Callable[[int], dict], count: int,
-                 centres: Callable[[dict], tuple[torch.Tensor, int, int, int]]) -> dict[str, torch.Tensor]:
+                 centres: Callable[[dict], tuple[torch.Tensor, int, int]]) -> dict[str, torch.Tensor]:
     """{study id: hard centres} for studies 0..count-1 of a training set, logging progress."""
     table: dict[str, torch.Tensor] = {}
-    started, errors = time.time(), np.zeros(3, int)
+    started, missed, false = time.time(), 0, 0
     for i in range(count):
         item = prepared(i)
-        table[study_id(item)], *found = centres(item)
-        errors += found
-        logger.info("hard crops: %d/%d studies, %d lesions missed, %d false positives and %d pieces of far liver so "
-                    "far, %.0f s", i + 1, count, *errors, time.time() - started)
+        table[study_id(item)], m, f = centres(item)
+        missed, false = missed + m, false + f
+        logger.info("hard crops: %d/%d studies, %d lesions missed and %d false positives so far, %.0f s", i + 1,
+                    count, missed, false, time.time() - started)
     return table
 
 

@@ -443,8 +443,7 @@ class LiverTumorTrain(BasicTrainTask):
                       pin_memory=torch.device(context.device).type == "cuda")
 
     def _hard_centres(self, context: Context, prepared: Callable[[int], dict], count: int) -> dict:
-        """Where the model this run fine-tunes errs (tumours, far liver), per training study (crop_ratios' fourth
-        number)."""
+        """Where the model this run fine-tunes errs on tumours, per training study (crop_ratios' fourth number)."""
         path = self.load_path("", bool(context.request["pretrained"]))
         if not path:
             raise InvalidInput("crop_ratios with a fourth number centres crops where the model being fine-tuned "
@@ -454,7 +453,7 @@ class LiverTumorTrain(BasicTrainTask):
         options = {"roi": s.roi_size, "overlap": s.sw_overlap, "dtype": self._autocast(context)[1],
                    "smooth_above_hu": s.denoise_above_hu, "smooth_sigma_mm": s.denoise_sigma_mm}
         rng = np.random.default_rng(max(0, context.request["seed"]))
-        logger.info("hard crops: finding where %s errs in %d training studies", path, count)
+        logger.info("hard crops: finding where %s errs on tumours in %d training studies", path, count)
         table = centre_table(prepared, count, lambda item: hard_centres(
             network, item["image"], item["label"], s.spacing, s.min_tumour_ml, MAX_CROP_CENTRES, rng, **options))
         return table
