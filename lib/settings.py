@@ -206,9 +206,6 @@ class Settings:
     tumour_logit_bias: float = field(default=0.0, metadata=_option(
         "added to the network's tumour logit before the argmax and the component filters: above 0 more voxels are "
         "called tumour, below 0 fewer; 0: none", between(-10, 10), ["infer"]))
-    foreground_smooth_mm: float = field(default=0.0, metadata=_option(
-        "the network's probability of liver or tumour smoothed by a Gaussian of this sigma (mm, working grid) before "
-        "it decides the foreground; 0: none", between(0, 10), ["infer"]))
     # off by default: it adds a second network at 1 mm over the liver. Its point 0.3 was chosen on the 20 tuning
     # phantoms; on the test sets, once, it found more lesions with fewer false positives (held-out 18 -> 24 of 113,
     # 2.42 -> 0.17 a study; LiTS 117 24 -> 33 of 70, none false) (docs/model.md, run R1b)

@@ -14,7 +14,6 @@ from lib.transforms.postprocess import (
     channel_argmax,
     clean_label,
     enclosed,
-    foreground_smoothed,
     liver_around,
     tumour_biased,
     unsure_tumours_dropped,
@@ -222,26 +221,3 @@ def test_a_tumour_bias_moves_the_argmax_by_that_many_logits_and_leaves_the_netwo
     assert float(logits[2].max()) == 1.5                            # the input is not changed
     assert tumour_biased(logits, 0.0) is logits
     assert int((channel_argmax(tumour_biased(logits, -1.0)) == 2).sum()) == 0
-
-
-def test_smoothing_the_foreground_fills_a_speckled_liver_and_keeps_its_edge_and_tumours():
-    """A liver whose every fifth voxel the network gives to background by a little (a real liver it is unsure of):
-    smoothed, the speckles are liver again, also where tumour is the larger of the other two logits; the liver's flat
-    edge stays where it was, tumour stays tumour."""
-    logits = torch.zeros(3, 30, 30, 30)
-    logits[0] = 3.0                                          # background, sure of it,
-    logits[0, 10:20] = 0.0
-    logits[1, 10:20] = 3.0                                   # but for the liver: the planes 10 to 19
-    logits[2, 10:20, :, 20:] = 3.5                           # tumour in a part of it
-    speckle = torch.rand(30, 30, 30, generator=torch.Generator().manual_seed(0)) < 0.2
-    logits[0, 10:20][speckle[10:20]] = 3.6                    # background by a little at a fifth of its voxels
-    labels = channel_argmax(logits)
-    assert int(((labels[0, 10:20] == 0)).sum()) > 0.15 * 10 * 900
-    smoothed = foreground_smoothed(logits, labels, (1.0, 1.0, 1.0))
-    assert int((smoothed[0, 12:18] == 0).sum()) == 0                        # inside: no speckle left
-    assert int((smoothed[0, 10:20] > 0).sum()) > 0.97 * 9000
-    assert int((smoothed[0, :9] > 0).sum()) == 0 and int((smoothed[0, 21:] > 0).sum()) == 0   # the edge holds
-    tumour = labels[0, 12:18, :, 20:] == 2
-    assert torch.equal(smoothed[0, 12:18, :, 20:], torch.where(tumour, 2.0, 1.0))           # filled with liver only
-    assert int((smoothed[0, 12:18, :, :20] == 1).sum()) == 6 * 30 * 20
-    assert foreground_smoothed(logits, labels, (0.0, 0.0, 0.0)) is labels

@@ -49,7 +49,6 @@ from ..transforms.postprocess import (
     CleanUp,
     LiverTumorPostprocessd,
     channel_argmax,
-    foreground_smoothed,
     tumour_biased,
     unsure_tumours_dropped,
 )
@@ -139,9 +138,7 @@ class LiverTumorInfer(BasicInferTask):
         pred = data[self.output_label_key]
         options = self._options(data)
         logits = tumour_biased(torch.as_tensor(pred), options["tumour_logit_bias"])
-        sigma = tuple(options["foreground_smooth_mm"] / s for s in self.settings.spacing)
-        labels = foreground_smoothed(logits, channel_argmax(logits), sigma)
-        labels, dropped = unsure_tumours_dropped(logits, labels, options["min_tumour_probability"],
+        labels, dropped = unsure_tumours_dropped(logits, channel_argmax(logits), options["min_tumour_probability"],
                                                  options["max_tumour_background"])
         # with a filter on, nothing silently lost: what it took, before the clean-up, on the working grid
         if dropped is not None:
