@@ -154,9 +154,9 @@ def test_ohif_runs_the_model_from_the_monai_label_panel(app_on_pacs, tmp_path):
             assert response.status == 200, response.text()[:500]
             assert f"image={study['SeriesInstanceUID']}" in response.url
             # OHIF parses the SEG and builds the labelmap in the page: 35 s alone, over 60 s once in a full run
-            # beside the suite's other workers
+            # beside the suite's other workers, and past 180 s once (the whole test 194 s) on a 2-core CI machine
             page.wait_for_function(f"() => {{ const c = ({LABELMAP_COUNTS})(); "
-                                   f"return c && Object.keys(c.counts).length > 0; }}", timeout=180_000)
+                                   f"return c && Object.keys(c.counts).length > 0; }}", timeout=360_000)
             labelmap = page.evaluate(LABELMAP_COUNTS)
             page.wait_for_timeout(1500)  # let the viewports redraw the overlay
         finally:
