@@ -44,7 +44,7 @@ from ..data.atomic import save_nifti
 from ..data.nifti import nifti_image
 from ..data.phantoms import generate_study, write_study
 from ..data.phantoms.study import study_paths
-from ..metrics.dice import dice_per_class
+from ..metrics.dice import check_same_grid, dice_per_class
 from ..model.autocast import cpu_has_bf16
 from ..model.checkpoint import load_network, read_card
 from ..settings import Settings
@@ -327,8 +327,7 @@ def compare_labels(labels: dict[str, Path], truth: Path) -> dict:
     arrays = {}
     for name, path in labels.items():
         img = nib.load(str(path))
-        if img.shape != t.shape or not np.allclose(img.affine, t.affine, atol=1e-3):
-            raise ValueError(f"the {name} label does not overlay its image: {img.shape} vs {t.shape}")
+        check_same_grid(img, t, f"the {name} label", "its image")
         arrays[name] = np.asanyarray(img.dataobj).astype(np.uint8)
     out: dict[str, Any] = {f"{name}_vs_truth": dice_per_class(a, truth_arr) for name, a in arrays.items()}
     if "baseline" in arrays:
