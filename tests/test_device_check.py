@@ -109,7 +109,7 @@ def test_only_the_chosen_steps_run_and_the_others_say_so(tmp_path):
 def test_the_training_goes_on_from_a_given_checkpoint_and_brings_back_its_last_weights(tmp_path, capsys):
     """--start: a later GPU session trains on from an earlier one's weights (carried there) and is measured
     against them, not the shipped model; last.pt, the last epoch's averaged weights, comes back whether or not
-    validation published anything."""
+    validation published anything. --conf sets the training's options over the GPU stage's, checked first."""
     from lib.bench.device_check import Plan, run
     from lib.cli.main import main
     from lib.model.checkpoint import save_state_dict
@@ -117,15 +117,23 @@ def test_the_training_goes_on_from_a_given_checkpoint_and_brings_back_its_last_w
 
     assert main(["device-check", "--dry-run", "--start", str(tmp_path / "none.pt")]) == 2
     assert "no such checkpoint" in capsys.readouterr().err
+    assert main(["device-check", "--dry-run", "--conf", "crop_sise", "128"]) == 2
+    assert "crop_sise: not an option" in capsys.readouterr().err
+    assert main(["device-check", "--dry-run", "--conf", "crop_size", "0"]) == 2
+    assert "crop_size" in capsys.readouterr().err
     torch.manual_seed(3)
     start = save_state_dict(build_unet(), tmp_path / "start.pt", half=True, meta={"spacing_mm": [4.0] * 3})
-    report = run(Plan.make(True, only=("phantoms", "training", "evaluation"), start=str(start)), tmp_path / "out",
+    report = run(Plan.make(True, only=("phantoms", "training", "evaluation"), start=str(start),
+                           stage_conf=(("tumour_weight", "5"), ("crop_size", "48"))), tmp_path / "out",
                  progress=lambda message: None)
     steps = {s["name"]: s for s in report["steps"]}
     assert steps["training"]["status"] == "passed" and steps["evaluation"]["status"] == "passed"
     evaluation = steps["evaluation"]["result"]
     # measured against the start's weights, not the shipped model's (one epoch from random weights may publish none)
     assert set(evaluation) == {"trained", "start"} and 0.0 <= evaluation["start"]["liver_dice"] < 0.5, evaluation
-    assert f"Restored all variables from {start}" in (tmp_path / "out" / "training.log").read_text()
+    log = (tmp_path / "out" / "training.log").read_text()
+    assert f"Restored all variables from {start}" in log
+    # the options given win over the GPU stage's (tumour weight 3) and the dry run's (crops of 32)
+    assert "'tumour_weight': 5.0" in log and "'crop_size': 48" in log and "'tumour_weight': 3.0" not in log
     last, first = load_network(tmp_path / "out" / "last.pt"), load_network(start)
     assert not all(torch.equal(a, b) for a, b in zip(last.state_dict().values(), first.state_dict().values()))

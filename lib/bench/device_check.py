@@ -78,16 +78,18 @@ class Plan:
     epochs: int = 1000  # the training step ends when its time is up, whichever comes first
     val_interval: int = GPU_STAGE["val_interval"]
     start: str = ""  # the checkpoint the training goes on from (empty: the shipped one)
+    stage_conf: tuple[tuple[str, str], ...] = ()  # the training's options over GPU_STAGE's and the plan's (--conf)
 
     @staticmethod
-    def make(dry_run: bool, budget_s: float | None = None, only: tuple[str, ...] = (), start: str = "") -> "Plan":
+    def make(dry_run: bool, budget_s: float | None = None, only: tuple[str, ...] = (), start: str = "",
+             stage_conf: tuple[tuple[str, str], ...] = ()) -> "Plan":
         unknown = set(only) - set(STEP_NAMES)
         if unknown:
             raise ValueError(f"unknown steps {', '.join(sorted(unknown))}: choose from {', '.join(STEP_NAMES)}")
         if not dry_run:  # the study cache on every core and in the machine's memory (128 GB); the steps' random
             # transforms in processes on all cores but two (one process bounded the H200 at 0.7 s a step)
             cores = os.cpu_count() or 1
-            return Plan(False, budget_s or 500.0, only=only, start=start,
+            return Plan(False, budget_s or 500.0, only=only, start=start, stage_conf=stage_conf,
                         train_conf=(("cache_workers", str(cores)), ("cache_mb", "65536"),
                                     ("loader_workers", str(max(1, cores - 2)))))
         tiny = (("spacing", "4"), ("crop_size", "32"), ("crops_per_volume", "2"), ("roi_size", "64"),
@@ -95,7 +97,7 @@ class Plan:
         return Plan(True, budget_s or 900.0, "cpu", only, tests_s=420.0, infer_case="lits_117", infer_runs=1,
                     infer_s=300.0, train_minutes=0.1, bench_train_s=200.0, train_phantoms=(0, 3),
                     heldout=("small", 1), train_conf=tiny, epochs=1,
-                    val_interval=1, start=start)
+                    val_interval=1, start=start, stage_conf=stage_conf)
 
 
 @dataclass
@@ -232,7 +234,7 @@ def steps(plan: Plan, work: Path) -> list[Step]:
         Step("training", _cli("train", "--datastore", store, "--model-dir", model_dir,
                               "--epochs", plan.epochs, "--device", plan.device, "--seed", 0,
                               "--val-interval", plan.val_interval, "--single-process",
-                              *_conf(stage_conf + plan.train_conf
+                              *_conf(stage_conf + plan.train_conf + plan.stage_conf
                                      + ((("pretrained_path", plan.start),) if plan.start else ()))), 0),
         Step("evaluation", [*_python(), "-c", "import sys; from lib.bench.device_check import evaluate_models; "
                                               "evaluate_models(*sys.argv[1:])", str(model_dir), str(heldout),

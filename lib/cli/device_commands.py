@@ -4,6 +4,7 @@ the wheels it takes there (scripts/device-check runs it)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -27,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--start", type=Path, default=None, metavar="CHECKPOINT",
                    help="train from this checkpoint instead of the shipped one (a later session goes on from an "
                         "earlier one's last.pt, carried to the GPU machine)")
+    p.add_argument("--conf", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                   help="a training option over the GPU stage's, as `liver-tumor train --conf` takes it (e.g. "
+                        "crop_size 128); checked here, before the GPU's minutes start")
     p.add_argument("--prepare", type=Path, default=None, metavar="WHEELS",
                    help="instead: fetch the wheels the GPU machine lacks into this folder (.whl), for Python 3.12 "
                         "on manylinux x86-64, and check they travel with the working tree within 64 MiB")
@@ -43,6 +47,7 @@ def run_device_check(args: argparse.Namespace) -> None:
             raise CliError(str(e)) from None
         return
     from ..bench.device_check import Plan, run
+    from ..settings import Settings
 
     if args.budget is not None and args.budget < 60:
         raise CliError(f"--budget must be at least 60 s, got {args.budget}")
@@ -53,9 +58,14 @@ def run_device_check(args: argparse.Namespace) -> None:
     out = args.out or Path(os.environ.get("OUT") or "runs/device-check")
     if args.start is not None and not args.start.is_file():
         raise CliError(f"--start {args.start}: no such checkpoint file")
+    stage_conf = tuple((k, v) for k, v in args.conf)
+    unknown = sorted({k for k, _ in stage_conf} - {f.name for f in dataclasses.fields(Settings)})
+    if unknown:
+        raise CliError(f"--conf {', '.join(unknown)}: not an option of the app (docs/options.md)")
     try:
+        Settings.from_conf(dict(stage_conf))
         plan = Plan.make(args.dry_run, args.budget, tuple(filter(None, args.only.split(","))),
-                         str(args.start.resolve()) if args.start else "")
+                         str(args.start.resolve()) if args.start else "", stage_conf)
     except ValueError as e:
         raise CliError(str(e)) from None
     report = run(plan, out, progress=lambda m: print(m, file=sys.stderr, flush=True))
