@@ -10,7 +10,7 @@ import subprocess
 import pytest
 import torch
 
-from lib.model.checkpoint import load_network
+from lib.model.checkpoint import load_network, read_card
 
 from .conftest import ROOT
 
@@ -124,7 +124,8 @@ def test_the_training_goes_on_from_a_given_checkpoint_and_brings_back_its_last_w
     torch.manual_seed(3)
     start = save_state_dict(build_unet(), tmp_path / "start.pt", half=True, meta={"spacing_mm": [4.0] * 3})
     report = run(Plan.make(True, only=("phantoms", "training", "evaluation"), start=str(start),
-                           stage_conf=(("tumour_weight", "5"), ("crop_size", "48"))), tmp_path / "out",
+                           stage_conf=(("tumour_weight", "5"), ("crop_size", "48"), ("spacing", "5"))),
+                 tmp_path / "out",
                  progress=lambda message: None)
     steps = {s["name"]: s for s in report["steps"]}
     assert steps["training"]["status"] == "passed" and steps["evaluation"]["status"] == "passed"
@@ -135,5 +136,7 @@ def test_the_training_goes_on_from_a_given_checkpoint_and_brings_back_its_last_w
     assert f"Restored all variables from {start}" in log
     # the options given win over the GPU stage's (tumour weight 3) and the dry run's (crops of 32)
     assert "'tumour_weight': 5.0" in log and "'crop_size': 48" in log and "'tumour_weight': 3.0" not in log
+    # and last.pt's card gives the spacing --conf trained it at, not the dry run's 4 mm, so /infer reads it right
+    assert read_card(tmp_path / "out" / "last.pt")["spacing_mm"] == [5.0] * 3
     last, first = load_network(tmp_path / "out" / "last.pt"), load_network(start)
     assert not all(torch.equal(a, b) for a, b in zip(last.state_dict().values(), first.state_dict().values()))

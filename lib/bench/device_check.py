@@ -80,6 +80,12 @@ class Plan:
     start: str = ""  # the checkpoint the training goes on from (empty: the shipped one)
     stage_conf: tuple[tuple[str, str], ...] = ()  # the training's options over GPU_STAGE's and the plan's (--conf)
 
+    @property
+    def options(self) -> dict[str, str]:
+        """The plan's own training options with --conf's over them: what the training, the evaluation and the
+        kept model's card (its spacing) go by."""
+        return dict(self.train_conf + self.stage_conf)
+
     @staticmethod
     def make(dry_run: bool, budget_s: float | None = None, only: tuple[str, ...] = (), start: str = "",
              stage_conf: tuple[tuple[str, str], ...] = ()) -> "Plan":
@@ -234,11 +240,11 @@ def steps(plan: Plan, work: Path) -> list[Step]:
         Step("training", _cli("train", "--datastore", store, "--model-dir", model_dir,
                               "--epochs", plan.epochs, "--device", plan.device, "--seed", 0,
                               "--val-interval", plan.val_interval, "--single-process",
-                              *_conf(stage_conf + plan.train_conf + plan.stage_conf
+                              *_conf(stage_conf + tuple(plan.options.items())
                                      + ((("pretrained_path", plan.start),) if plan.start else ()))), 0),
         Step("evaluation", [*_python(), "-c", "import sys; from lib.bench.device_check import evaluate_models; "
                                               "evaluate_models(*sys.argv[1:])", str(model_dir), str(heldout),
-                            str(work / "evaluation.json"), json.dumps(dict(plan.train_conf)), plan.start],
+                            str(work / "evaluation.json"), json.dumps(plan.options), plan.start],
              90 if plan.heldout[1] else 0),
     ]
 
@@ -334,7 +340,7 @@ def run(plan: Plan, out: Path, progress: Callable[[str], None] = print) -> dict[
 
 def _spacing(plan: Plan) -> list[float]:
     """The working spacing the training ran at: the plan's, else the card's of the checkpoint it started from."""
-    given = dict(plan.train_conf).get("spacing")
+    given = plan.options.get("spacing")
     if given:
         return [float(given)] * 3
     return read_card(Path(plan.start) if plan.start else DEMO_CHECKPOINT).get("spacing_mm") or [1.0] * 3
