@@ -80,7 +80,8 @@ def open_fraction(v: float) -> str | None:
     return None if 0 < v < 1 else "must be in (0, 1)"
 
 
-def multiples_of_16(v: tuple[int, ...]) -> str | None:
+def multiples_of_16(v: int | tuple[int, ...]) -> str | None:
+    """What the UNet takes: its four strides of 2 (lib.model.network.STRIDES) halve each edge four times."""
     return None if _each(v, lambda x: x >= 16 and x % 16 == 0) else "must be multiples of 16"
 
 
@@ -233,12 +234,13 @@ class Settings:
     # --- training (defaults of a train request; each can be overridden per request)
     max_epochs: int = field(default=50, metadata=_option("epochs per training run", at_least(1), ["train"]))
     crop_size: int = field(default=96, metadata=_option(
-        "edge of the random training crops (voxels)", at_least(1), ["train"]))
+        "edge of the random training crops (voxels, a multiple of 16); a study smaller than a crop is padded to it",
+        multiples_of_16, ["train"]))
     crops_per_volume: int = field(default=4, metadata=_option(
         "random crops drawn from each volume per step", at_least(1), ["train"]))
     train_batch_size: int = field(default=1, metadata=_option(
         "studies per training step, each giving crops_per_volume crops: with more than one, batch norm's statistics "
-        "in a step are not one study's (crops smaller than crop_size are padded to it so that they stack)",
+        "in a step are not one study's",
         at_least(1), ["train"]))
     crop_ratios: str = field(default="", metadata=_option(
         "empty: crops centred on foreground or background 1:1 (the seed's); or background,liver,tumour ratios such "

@@ -113,6 +113,25 @@ def test_crops_are_balanced_between_foreground_and_background(task):
     assert all(c["label"].dtype == torch.float32 for c in crops)
 
 
+def test_a_study_shorter_than_a_crop_gives_crops_the_network_takes(task):
+    """The sample study has 84 slices at 4 mm: a crop of 96 is cut to 84 there, which the UNet's strides do not
+    divide; it is padded to the crop, and the crop size is refused unless the strides divide it."""
+    from lib.model.network import STRIDES, build_unet
+
+    class Ctx:
+        request = task.options({"crop_size": 96, "crops_per_volume": 2})
+
+    study = Compose(task.deterministic_transforms(Ctx()))(dict(SAMPLE))
+    assert study["image"].shape[3] < 96
+    crops = Compose(task.random_transforms(Ctx())).set_random_state(seed=0)(study)
+    assert all(tuple(c["image"].shape) == tuple(c["label"].shape) == (1, 96, 96, 96) for c in crops)
+    with torch.no_grad():
+        assert build_unet(channels=(2, 2, 2, 2, 2)).eval()(crops[0]["image"][None]).shape == (1, 3, 96, 96, 96)
+    assert np.prod(STRIDES) == 16
+    with pytest.raises(InvalidInput, match="crop_size.*multiples of 16"):
+        task.options({"crop_size": 100})
+
+
 def test_background_crops_by_class_are_centred_in_tissue_not_air(task):
     class Ctx:
         request = task.options({"crop_size": 16, "crops_per_volume": 40, "crop_ratios": "1,0,0"})

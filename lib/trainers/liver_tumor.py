@@ -347,13 +347,13 @@ class LiverTumorTrain(BasicTrainTask):
         lo, hi = HU_WINDOW
         noise = [RandGaussianNoised(keys="image", prob=request["noise_prob"], std=request["noise_hu"] / (hi - lo))] \
             if request["noise_prob"] > 0 else []
-        # a study smaller than a crop gives smaller crops (allow_smaller): padded to the crop when studies share a step
+        # a study smaller than a crop gives smaller crops (allow_smaller): padded to the crop, which the network's
+        # strides divide (an edge they do not, such as a short scan's 84 slices, stops the run) and which stacks
         size = (request["crop_size"],) * 3
-        pad = [SpatialPadd(keys=("image", "label"), spatial_size=size)] if request["train_batch_size"] > 1 else []
         return [
             *to_device,
             self._crop(context),
-            *pad,
+            SpatialPadd(keys=("image", "label"), spatial_size=size),
             DeleteItemsd(keys=CROP_CENTRES),
             *fatty,
             *synthesis,
