@@ -46,6 +46,33 @@ def test_half_precision_save_with_card(net, tmp_path):
         assert torch.allclose(load_network(path)(x), net(x), atol=5e-2)
 
 
+def test_int8_save_is_half_of_float16_and_labels_as_the_float_network(net, tmp_path):
+    """Convolutions as int8 with a scale per output channel (lib/model/int8.py): a file half of float16's, the same
+    network back, whose labels differ from the float weights' in few voxels."""
+    half = save_state_dict(net, tmp_path / "half.pt", half=True)
+    small = save_state_dict(net, tmp_path / "int8.pt", meta={"trained_on": "phantoms"}, int8=True)
+    assert small.stat().st_size < 0.55 * half.stat().st_size
+    assert read_card(small) == {"trained_on": "phantoms"}
+    stored = torch.load(small, weights_only=True)
+    assert stored["model.0.conv.unit0.conv.weight"].dtype == torch.int8
+    x = torch.randn(1, 1, 32, 32, 32, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        reference, loaded = net(x), load_network(small)(x)
+    assert (loaded - reference).abs().max() < 0.02 * reference.abs().max()
+    assert (loaded.argmax(1) == reference.argmax(1)).float().mean() > 0.99
+
+
+def test_int8_model_command_writes_the_card_with_its_origin(net, tmp_path, capsys):
+    from lib.cli.main import main
+
+    save_state_dict(net, tmp_path / "model.pt", half=True, meta={"trained_on": "phantoms"})
+    assert main(["int8-model", str(tmp_path / "model.pt"), "--out", str(tmp_path / "small.pt")]) == 0
+    assert read_card(tmp_path / "small.pt") == {"trained_on": "phantoms", "int8_of": "model.pt"}
+    assert torch.load(tmp_path / "small.pt", weights_only=True)["model.0.conv.unit0.conv.weight"].dtype == torch.int8
+    assert main(["int8-model", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "x.pt")]) == 2
+    assert "no such checkpoint file" in capsys.readouterr().err
+
+
 def test_an_incompatible_network_names_what_does_not_match(tmp_path):
     other = UNet(3, 1, 2, (16, 32, 64, 128, 256), (2, 2, 2, 2), num_res_units=2)  # 2 classes, instance norm
     torch.save(other.state_dict(), tmp_path / "other.pt")

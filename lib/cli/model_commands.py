@@ -1,4 +1,4 @@
-"""Subcommands about models: the demo checkpoint, the locator, and pyliverlesionseg's converted weights."""
+"""Subcommands about models: the demo checkpoint, the locator, pyliverlesionseg's converted weights, int8 copies."""
 
 from __future__ import annotations
 
@@ -42,6 +42,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--if-missing", action="store_true", help="do nothing when --out exists (make serve)")
     p.set_defaults(run=run_pyliverlesionseg_model)
 
+    p = sub.add_parser("int8-model", help="copy a checkpoint with its convolutions as int8: half a float16 file's size")
+    p.add_argument("checkpoint", type=Path, help="a checkpoint of the app's UNet")
+    p.add_argument("--out", type=Path, required=True, help="the int8 checkpoint to write; its card (.json) beside it")
+    p.set_defaults(run=run_int8_model)
+
 
 def run_demo_model(args: argparse.Namespace) -> None:
     from ..recipes.demo import make_demo_model
@@ -74,3 +79,16 @@ def run_pyliverlesionseg_model(args: argparse.Namespace) -> None:
         raise CliError(str(e)) from None
     print(json.dumps({k: card[k] for k in ("source", "port_check", "seconds") + (("evaluation",) if args.evaluate
                                                                                    else ())}, indent=1))
+
+
+def run_int8_model(args: argparse.Namespace) -> None:
+    from ..model.checkpoint import CheckpointError, load_network, read_card, save_state_dict
+
+    try:
+        network = load_network(args.checkpoint)
+    except CheckpointError as e:
+        raise CliError(str(e)) from None
+    card = {**read_card(args.checkpoint), "int8_of": args.checkpoint.name}
+    save_state_dict(network, args.out, meta=card, int8=True)
+    print(json.dumps({"out": str(args.out), "bytes": args.out.stat().st_size,
+                      "bytes_before": args.checkpoint.stat().st_size}, indent=1))

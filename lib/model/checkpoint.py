@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from ..data.atomic import save_json, write_atomic
+from .int8 import dequantize, quantize
 from .network import CHANNELS, NUM_CLASSES, build_unet
 
 
@@ -81,17 +82,21 @@ def load_network(path: Path, dropout: float = 0.2, device: str | torch.device = 
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many kinds for files that are not checkpoints
         raise CheckpointError(f"{path}: not a PyTorch checkpoint: {str(e).splitlines()[0]}") from e
-    state = _state_dict(obj, path)
+    state = dequantize(_state_dict(obj, path))
     net = build_unet(dropout, channels)
     _check_fits(state, net, path, channels)
     net.load_state_dict({k: v.float() for k, v in state.items()})
     return net.to(device).eval()
 
 
-def save_state_dict(network: torch.nn.Module, path: Path, half: bool = False, meta: dict | None = None) -> Path:
-    """Write the weights (optionally as float16, half the size) atomically, with a JSON card beside them."""
+def save_state_dict(network: torch.nn.Module, path: Path, half: bool = False, meta: dict | None = None,
+                    int8: bool = False) -> Path:
+    """Write the weights atomically, with a JSON card beside them: optionally as float16 (half the size), or with the
+    convolutions as int8 (a quarter: lib/model/int8.py)."""
     net = network.module if hasattr(network, "module") else network
     state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu() for k, v in net.state_dict().items()}
+    if int8:
+        state = quantize(state)
     if meta is not None:
         save_json(meta, card_path(path))
     return write_atomic(path, lambda p: torch.save(state, p))
