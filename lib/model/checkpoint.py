@@ -92,7 +92,7 @@ def load_network(path: Path, dropout: float = 0.2, device: str | torch.device = 
 def save_state_dict(network: torch.nn.Module, path: Path, half: bool = False, meta: dict | None = None,
                     int8: bool = False) -> Path:
     """Write the weights atomically, with a JSON card beside them: optionally as float16 (half the size), or with the
-    convolutions as int8 (a quarter: lib/model/int8.py)."""
+    convolutions as int8 (a quarter of float32's: lib/model/int8.py)."""
     net = network.module if hasattr(network, "module") else network
     state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu() for k, v in net.state_dict().items()}
     if int8:
