@@ -275,6 +275,12 @@ class Settings:
         "the lowest median CT number (HU) a liver made fatty is lowered to; a liver already under it is left as it "
         f"is ({NO_FLOOR_HU:g}: no floor; else within the window {HU_WINDOW[0]:g} to {HU_WINDOW[1]:g})",
         no_floor_or_in_window, ["train"]))
+    bright_liver_prob: float = field(default=0.0, metadata=_option(
+        "the chance that a training crop's enhanced liver (median at least 90 HU) is made brighter by a shift drawn "
+        "from bright_liver_hu, as a larger contrast dose would (lib.transforms.liver_attenuation; 0: never)",
+        unit_interval, ["train"]))
+    bright_liver_hu: tuple[float, float] = field(default=(10.0, 30.0), metadata=_option(
+        "the range (HU) a bright liver's rise is drawn from: lowest, highest", ordered_at_least(0.0), ["train"]))
     noise_prob: float = field(default=0.0, metadata=_option(
         "the chance that a training crop gets extra white noise, its standard deviation drawn up to noise_hu "
         "(0: never)", unit_interval, ["train"]))

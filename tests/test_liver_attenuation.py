@@ -1,5 +1,5 @@
-"""Training crops that look like harder scans: a fatty liver made from any liver (lib.transforms.liver_attenuation),
-and extra noise."""
+"""Training crops that look like harder scans: a fatty liver made from any liver, an enhanced liver made brighter
+(lib.transforms.liver_attenuation), and extra noise."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from scipy import ndimage
 
 from lib.data.phantoms.tissues import FATTY_LIVER_SHIFT
 from lib.settings import Settings
-from lib.transforms.liver_attenuation import RandFattyLiverd
+from lib.transforms.liver_attenuation import RandBrightLiverd, RandFattyLiverd
 from lib.transforms.preprocess import HU_WINDOW
 
 from .conftest import train_random_transforms
@@ -79,9 +79,30 @@ def test_a_floor_stops_the_liver_at_its_ct_number_and_leaves_a_darker_liver_alon
     np.testing.assert_array_equal(np.asarray(untouched["image"]), np.asarray(before["image"]))
 
 
+
+def test_an_enhanced_liver_is_raised_by_the_shift_and_an_unenhanced_one_left_alone():
+    """bright_liver_prob: a liver whose median is 90 HU or more (the 100 HU one here) goes up with its lesion, by a
+    shift drawn from bright_liver_hu, nothing far from it moving; the same liver 45 HU darker (as without contrast)
+    is not touched."""
+    before = crop()
+    label = np.asarray(before["label"][0])
+    inner = ndimage.binary_erosion(label > 0, np.ones((3, 3, 3)), iterations=3)
+    far = ~ndimage.binary_dilation(label > 0, np.ones((3, 3, 3)), iterations=3)
+    after = hu_of(RandBrightLiverd(prob=1.0, shift_hu=(25.0, 25.0))(before))
+    np.testing.assert_allclose(after[inner] - hu_of(before)[inner], 25.0, atol=0.01)
+    assert abs(np.median(after[label == 2]) - np.median(after[label == 1]) - (-40.0)) < 2.0
+    np.testing.assert_allclose(after[far], hu_of(before)[far], atol=1e-3)
+    drawn = RandBrightLiverd(prob=1.0).set_random_state(5)
+    rises = [float(np.median(hu_of(drawn(before))[label == 1]) - 100.0) for _ in range(8)]
+    assert len({round(r, 2) for r in rises}) == 8 and all(9.5 <= r <= 30.5 for r in rises)
+    dark = RandFattyLiverd(prob=1.0, shift_hu=(-45.0, -45.0))(before)  # median 55 HU
+    untouched = RandBrightLiverd(prob=1.0)(dark)
+    np.testing.assert_array_equal(np.asarray(untouched["image"]), np.asarray(dark["image"]))
+    assert isinstance(RandBrightLiverd(prob=1.0)(before)["image"], MetaTensor)
+
 def test_a_train_request_turns_it_on_before_the_synthesis(tmp_path):
     # the transforms' classes imported here, as the config imports them (see train_random_transforms)
-    from lib.transforms.liver_attenuation import RandFattyLiverd
+    from lib.transforms.liver_attenuation import RandBrightLiverd, RandFattyLiverd
     from lib.transforms.synthesis import SynthesizeTumoursd
 
     steps = train_random_transforms(tmp_path, {"fatty_liver_prob": 0.4, "fatty_liver_hu": [-60, -30],
@@ -93,6 +114,13 @@ def test_a_train_request_turns_it_on_before_the_synthesis(tmp_path):
     assert RandFattyLiverd not in [type(t) for t in train_random_transforms(tmp_path, {})]
     floored = train_random_transforms(tmp_path, {"fatty_liver_prob": 0.4, "fatty_liver_floor_hu": 25})
     assert next(t for t in floored if isinstance(t, RandFattyLiverd)).floor_hu == 25
+    steps = train_random_transforms(tmp_path, {"fatty_liver_prob": 0.3, "bright_liver_prob": 0.2,
+                                               "bright_liver_hu": [5, 20], "synth_prob": 0.5})
+    kinds = [type(t) for t in steps]
+    assert kinds.index(RandFattyLiverd) < kinds.index(RandBrightLiverd) < kinds.index(SynthesizeTumoursd)
+    bright = next(t for t in steps if isinstance(t, RandBrightLiverd))
+    assert bright.prob == 0.2 and tuple(bright.shift_hu) == (5, 20)
+    assert RandBrightLiverd not in [type(t) for t in train_random_transforms(tmp_path, {})]
 
 
 def test_a_train_request_adds_noise_in_hu_after_the_synthesis(tmp_path):

@@ -58,7 +58,7 @@ RECIPE = {
 }
 STAGE_OPTIONS = ("val_interval", "crop_ratios", "synth_prob", "synth_lesions", "synth_size_mm", "tumour_weight",
                  "learning_rate", "fatty_liver_prob", "fatty_liver_hu", "noise_prob", "noise_hu",
-                 "augment_prob", "fatty_liver_floor_hu")
+                 "augment_prob", "fatty_liver_floor_hu", "bright_liver_prob", "bright_liver_hu")
 
 
 def _phantom_set(folder: Path, seed: int, full: int, medium: int, jobs: int) -> list[str]:

@@ -58,7 +58,7 @@ from ..model.checkpoint import load_network
 from ..model.network import LABELS, NUM_CLASSES, STRIDES, build_unet
 from ..settings import LR_SCHEDULES, NO_FLOOR_HU, PUBLISH_METRICS, Settings, crop_ratios, request_options
 from ..transforms.augment import augmentations
-from ..transforms.liver_attenuation import RandFattyLiverd
+from ..transforms.liver_attenuation import RandBrightLiverd, RandFattyLiverd
 from ..transforms.postprocess import CleanUp
 from ..transforms.preprocess import HU_WINDOW, preprocessing
 from ..transforms.synthesis import SynthesizeTumoursd
@@ -130,6 +130,8 @@ class LiverTumorTrain(BasicTrainTask):
                 "fatty_liver_prob": settings.fatty_liver_prob,
                 "fatty_liver_hu": list(settings.fatty_liver_hu),
                 "fatty_liver_floor_hu": settings.fatty_liver_floor_hu,
+                "bright_liver_prob": settings.bright_liver_prob,
+                "bright_liver_hu": list(settings.bright_liver_hu),
                 "noise_prob": settings.noise_prob,
                 "noise_hu": settings.noise_hu,
                 "augment_prob": settings.augment_prob,
@@ -329,8 +331,9 @@ class LiverTumorTrain(BasicTrainTask):
         ]
 
     def random_transforms(self, context: Context) -> list:
-        """At every step: crops, the liver made fatty in some (fatty_liver_prob), synthetic lesions painted into
-        some (synth_prob, relative to the liver as it then is), extra noise in some (noise_prob: a noisy scan's
+        """At every step: crops, the liver made fatty in some (fatty_liver_prob) or an enhanced one brighter
+        (bright_liver_prob), synthetic lesions painted into some (synth_prob, relative to the liver as it then is),
+        extra noise in some (noise_prob: a noisy scan's
         liver was called tumour), nnU-Net's augmentations in some (augment_prob), flips, rotations, intensity shift;
         on the GPU when training there, unless loader processes run them (loader_workers: CUDA is not theirs to use;
         the engine moves their crops)."""
@@ -344,6 +347,8 @@ class LiverTumorTrain(BasicTrainTask):
         fatty = [RandFattyLiverd(("image", "label"), request["fatty_liver_prob"], request["fatty_liver_hu"],
                                  floor_hu=None if floor == NO_FLOOR_HU else floor)
                  ] if request["fatty_liver_prob"] > 0 else []
+        bright = [RandBrightLiverd(("image", "label"), request["bright_liver_prob"], request["bright_liver_hu"])
+                  ] if request["bright_liver_prob"] > 0 else []
         lo, hi = HU_WINDOW
         noise = [RandGaussianNoised(keys="image", prob=request["noise_prob"], std=request["noise_hu"] / (hi - lo))] \
             if request["noise_prob"] > 0 else []
@@ -356,6 +361,7 @@ class LiverTumorTrain(BasicTrainTask):
             SpatialPadd(keys=("image", "label"), spatial_size=size),
             DeleteItemsd(keys=CROP_CENTRES),
             *fatty,
+            *bright,
             *synthesis,
             *noise,
             *augmentations(request["augment_prob"]),

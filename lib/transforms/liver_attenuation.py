@@ -12,6 +12,11 @@ CT it called bowel and muscle liver (TotalSegmentator CT liver Dice 0.90 -> 0.60
 lowered liver's median CT number at or above a value: the shift applied to a liver that is fatty already, or dark
 without contrast, takes it to the CT number of urine and fluid-filled bowel. MONAI's intensity transforms shift a
 whole image or channel; none shifts one labelled structure.
+
+A bright liver (`RandBrightLiverd`) is the other end: an enhanced liver raised further, as a larger contrast dose, a
+smaller patient or later timing raise it. The generator draws a portal-venous liver from 98 to 125 HU; real ones
+reach 140 HU and more, and networks trained on the phantoms lost such livers (docs/model.md, "A bright liver").
+Only a liver already enhanced (median at or above `enhanced_hu`) is raised: an unenhanced one stays as it is.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from .synthesis import like, median_of
 
 MIN_LIVER_VOXELS = 500
 EDGE_SIGMA = 0.6  # voxels: the blur of the liver's edge, about a voxel's partial volume
+BRIGHT_LIVER_SHIFT = (10.0, 30.0)  # HU: a portal-venous liver from the generator's 98-125 HU to up to 155 HU
+ENHANCED_LIVER_HU = 90.0  # the generator's unenhanced and arterial livers lie under it, its portal-venous ones over
 
 
 class RandFattyLiverd(RandomizableTransform, MapTransform):
@@ -61,7 +68,44 @@ class RandFattyLiverd(RandomizableTransform, MapTransform):
             shift_hu = max(shift_hu, self.floor_hu - liver_hu)
             if shift_hu >= 0:
                 return d
-        weight = ndimage.gaussian_filter((classes >= 1).astype(np.float32), EDGE_SIGMA)
-        moved = np.clip(pixels + shift_hu / (hi - lo) * weight, 0.0, 1.0)
-        d[self.image_key] = like(image, torch.as_tensor(moved[None]))
+        d[self.image_key] = shifted(image, pixels, classes, shift_hu, self.window)
         return d
+
+
+class RandBrightLiverd(RandomizableTransform, MapTransform):
+    def __init__(self, keys: Sequence[Hashable] = ("image", "label"), prob: float = 0.3,
+                 shift_hu: tuple[float, float] = BRIGHT_LIVER_SHIFT, window: tuple[float, float] = HU_WINDOW,
+                 enhanced_hu: float = ENHANCED_LIVER_HU) -> None:
+        """keys, window: as RandFattyLiverd's. prob: the chance a crop's enhanced liver is raised; shift_hu: the
+        range its rise is drawn from; enhanced_hu: the lowest median CT number (label 1) of a liver it raises."""
+        MapTransform.__init__(self, keys)
+        RandomizableTransform.__init__(self, prob)
+        self.image_key, self.label_key = keys
+        self.shift_hu, self.window, self.enhanced_hu = shift_hu, window, enhanced_hu
+
+    def __call__(self, data):
+        d = dict(data)
+        self.randomize(None)
+        if not self._do_transform:
+            return d
+        shift_hu = self.R.uniform(*self.shift_hu)
+        image, label = d[self.image_key], d[self.label_key]
+        classes = np.asarray(torch.as_tensor(label)[0].cpu())
+        liver = classes == 1
+        if liver.sum() < MIN_LIVER_VOXELS:
+            return d
+        lo, hi = self.window
+        pixels = torch.as_tensor(image)[0].float().cpu().numpy()
+        if median_of(pixels[liver]) * (hi - lo) + lo < self.enhanced_hu:
+            return d
+        d[self.image_key] = shifted(image, pixels, classes, shift_hu, self.window)
+        return d
+
+
+def shifted(image, pixels: np.ndarray, classes: np.ndarray, shift_hu: float, window: tuple[float, float]):
+    """The image with the liver label's voxels (liver and tumour) moved by shift_hu over an edge blurred to the
+    scan's partial volume, clipped to the window."""
+    lo, hi = window
+    weight = ndimage.gaussian_filter((classes >= 1).astype(np.float32), EDGE_SIGMA)
+    moved = np.clip(pixels + shift_hu / (hi - lo) * weight, 0.0, 1.0)
+    return like(image, torch.as_tensor(moved[None]))
