@@ -38,74 +38,68 @@ BRIGHT_LIVER_SHIFT = (10.0, 30.0)  # HU: a portal-venous liver from the generato
 ENHANCED_LIVER_HU = 90.0  # the generator's unenhanced and arterial livers lie under it, its portal-venous ones over
 
 
-class RandFattyLiverd(RandomizableTransform, MapTransform):
+class _RandLiverShiftd(RandomizableTransform, MapTransform):
+    """The liver label's voxels (liver and tumour) moved by one shift drawn from `shift_hu`, over an edge blurred to
+    the scan's partial volume, with chance `prob`; `shift_for` decides from the liver's median CT number (label 1)
+    what shift applies, if any."""
+
+    def __init__(self, keys: Sequence[Hashable], prob: float, shift_hu: tuple[float, float],
+                 window: tuple[float, float]) -> None:
+        MapTransform.__init__(self, keys)
+        RandomizableTransform.__init__(self, prob)
+        self.image_key, self.label_key = keys
+        self.shift_hu, self.window = shift_hu, window
+
+    def shift_for(self, drawn_hu: float, liver_hu: float) -> float | None:
+        raise NotImplementedError
+
+    def __call__(self, data):
+        d = dict(data)
+        self.randomize(None)
+        if not self._do_transform:
+            return d
+        drawn_hu = self.R.uniform(*self.shift_hu)
+        image, label = d[self.image_key], d[self.label_key]
+        classes = np.asarray(torch.as_tensor(label)[0].cpu())
+        liver = classes == 1
+        if liver.sum() < MIN_LIVER_VOXELS:
+            return d
+        lo, hi = self.window
+        pixels = torch.as_tensor(image)[0].float().cpu().numpy()
+        shift_hu = self.shift_for(drawn_hu, median_of(pixels[liver]) * (hi - lo) + lo)
+        if shift_hu is None:
+            return d
+        weight = ndimage.gaussian_filter((classes >= 1).astype(np.float32), EDGE_SIGMA)
+        moved = np.clip(pixels + shift_hu / (hi - lo) * weight, 0.0, 1.0)
+        d[self.image_key] = like(image, torch.as_tensor(moved[None]))
+        return d
+
+
+class RandFattyLiverd(_RandLiverShiftd):
     def __init__(self, keys: Sequence[Hashable] = ("image", "label"), prob: float = 0.3,
                  shift_hu: tuple[float, float] = FATTY_LIVER_SHIFT, window: tuple[float, float] = HU_WINDOW,
                  floor_hu: float | None = None) -> None:
         """keys: the image (1, X, Y, Z), windowed to 0..1 over `window` HU, and its label 0/1/2. prob: the chance
         a crop's liver is made fatty; shift_hu: the range its change of CT number is drawn from; floor_hu: the
         lowest median CT number the liver (label 1) is lowered to (a liver already under it stays as it is)."""
-        MapTransform.__init__(self, keys)
-        RandomizableTransform.__init__(self, prob)
-        self.image_key, self.label_key = keys
-        self.shift_hu, self.window, self.floor_hu = shift_hu, window, floor_hu
+        super().__init__(keys, prob, shift_hu, window)
+        self.floor_hu = floor_hu
 
-    def __call__(self, data):
-        d = dict(data)
-        self.randomize(None)
-        if not self._do_transform:
-            return d
-        shift_hu = self.R.uniform(*self.shift_hu)
-        image, label = d[self.image_key], d[self.label_key]
-        classes = np.asarray(torch.as_tensor(label)[0].cpu())
-        liver = classes == 1
-        if liver.sum() < MIN_LIVER_VOXELS:
-            return d
-        lo, hi = self.window
-        pixels = torch.as_tensor(image)[0].float().cpu().numpy()
-        if self.floor_hu is not None:
-            liver_hu = median_of(pixels[liver]) * (hi - lo) + lo
-            shift_hu = max(shift_hu, self.floor_hu - liver_hu)
-            if shift_hu >= 0:
-                return d
-        d[self.image_key] = shifted(image, pixels, classes, shift_hu, self.window)
-        return d
+    def shift_for(self, drawn_hu: float, liver_hu: float) -> float | None:
+        if self.floor_hu is None:
+            return drawn_hu
+        shift_hu = max(drawn_hu, self.floor_hu - liver_hu)
+        return shift_hu if shift_hu < 0 else None
 
 
-class RandBrightLiverd(RandomizableTransform, MapTransform):
+class RandBrightLiverd(_RandLiverShiftd):
     def __init__(self, keys: Sequence[Hashable] = ("image", "label"), prob: float = 0.3,
                  shift_hu: tuple[float, float] = BRIGHT_LIVER_SHIFT, window: tuple[float, float] = HU_WINDOW,
                  enhanced_hu: float = ENHANCED_LIVER_HU) -> None:
         """keys, window: as RandFattyLiverd's. prob: the chance a crop's enhanced liver is raised; shift_hu: the
         range its rise is drawn from; enhanced_hu: the lowest median CT number (label 1) of a liver it raises."""
-        MapTransform.__init__(self, keys)
-        RandomizableTransform.__init__(self, prob)
-        self.image_key, self.label_key = keys
-        self.shift_hu, self.window, self.enhanced_hu = shift_hu, window, enhanced_hu
+        super().__init__(keys, prob, shift_hu, window)
+        self.enhanced_hu = enhanced_hu
 
-    def __call__(self, data):
-        d = dict(data)
-        self.randomize(None)
-        if not self._do_transform:
-            return d
-        shift_hu = self.R.uniform(*self.shift_hu)
-        image, label = d[self.image_key], d[self.label_key]
-        classes = np.asarray(torch.as_tensor(label)[0].cpu())
-        liver = classes == 1
-        if liver.sum() < MIN_LIVER_VOXELS:
-            return d
-        lo, hi = self.window
-        pixels = torch.as_tensor(image)[0].float().cpu().numpy()
-        if median_of(pixels[liver]) * (hi - lo) + lo < self.enhanced_hu:
-            return d
-        d[self.image_key] = shifted(image, pixels, classes, shift_hu, self.window)
-        return d
-
-
-def shifted(image, pixels: np.ndarray, classes: np.ndarray, shift_hu: float, window: tuple[float, float]):
-    """The image with the liver label's voxels (liver and tumour) moved by shift_hu over an edge blurred to the
-    scan's partial volume, clipped to the window."""
-    lo, hi = window
-    weight = ndimage.gaussian_filter((classes >= 1).astype(np.float32), EDGE_SIGMA)
-    moved = np.clip(pixels + shift_hu / (hi - lo) * weight, 0.0, 1.0)
-    return like(image, torch.as_tensor(moved[None]))
+    def shift_for(self, drawn_hu: float, liver_hu: float) -> float | None:
+        return drawn_hu if liver_hu >= self.enhanced_hu else None
