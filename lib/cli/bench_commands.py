@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--picture", type=Path, help="a PNG of the first studies' labels, true tumours dashed")
     p.add_argument("--lesion-chart", type=Path,
                    help="a PNG of every true lesion, size against contrast, found or missed")
+    p.add_argument("--liver-shift-hu", type=float, default=0.0,
+                   help="measure the studies with their true liver (label 1) moved by this many HU, tumours kept: "
+                        "a stress test (lib/bench/liver_shift.py)")
     p.add_argument("--conf", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
                    help="an app option (docs/options.md), as for the server")
     p.set_defaults(run=run_accuracy)
@@ -204,14 +207,20 @@ def run_accuracy(args: argparse.Namespace) -> None:
 
     logging.basicConfig(level=logging.WARNING)
     config = LiverTumor()
-    with tempfile.TemporaryDirectory() as model_dir:
+    with tempfile.TemporaryDirectory() as model_dir, tempfile.TemporaryDirectory() as shifted:
+        if args.liver_shift_hu:
+            from ..bench.liver_shift import shift_liver
+
+            cases = [(cid, shift_liver(image, label, args.liver_shift_hu, Path(shifted)), label)
+                     for cid, image, label in cases]
         config.init("liver_tumor", model_dir, conf, None)
         labels = Path(model_dir) / "labels"
         rows = evaluate(config.infer(), cases, known=known_tumours, keep=labels if args.picture else None)
         if args.picture:
             montage([(c[0], c[1], labels / f"{c[0]}.nii.gz", c[2]) for c in cases[:PICTURED]], args.picture,
                     "labels of the app's model (liver green, tumour red) against the true tumours (dashed)")
-    result = {"mean": summarise(rows), "cases": rows}
+    result = {"mean": summarise(rows), "cases": rows, **({"liver_shift_hu": args.liver_shift_hu}
+                                                          if args.liver_shift_hu else {})}
     if args.lesion_chart:
         from ..viz.lesions import lesion_chart
 
