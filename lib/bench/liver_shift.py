@@ -32,7 +32,7 @@ def shift_liver(image: Path, label: Path, shift_hu: float, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     path = out / image.name
     nib.save(nifti_image(moved, img.affine), str(path))
-    params = image.with_name(image.name.removesuffix(".nii.gz") + ".json")
+    params = image.with_name(image.name.removesuffix(".gz").removesuffix(".nii") + ".json")
     if params.exists():
         shutil.copy(params, out / params.name)
     return path

@@ -14,9 +14,10 @@ without contrast, takes it to the CT number of urine and fluid-filled bowel. MON
 whole image or channel; none shifts one labelled structure.
 
 A bright liver (`RandBrightLiverd`) is the other end: an enhanced liver raised further, as a larger contrast dose, a
-smaller patient or later timing raise it. The generator draws a portal-venous liver from 98 to 125 HU; real ones
-reach 140 HU and more, and networks trained on the phantoms lost such livers (docs/model.md, "A bright liver").
-Only a liver already enhanced (median at or above `enhanced_hu`) is raised: an unenhanced one stays as it is.
+smaller patient or other timing raise it. The generator draws a portal-venous liver from 98 to 125 HU; the networks
+trained on the phantoms lost most of such livers 20 HU brighter, and the brighter part of a real one (docs/model.md,
+"What the real livers lose"). Only a liver already enhanced (median at or above `enhanced_hu`) is raised: an
+unenhanced one stays as it is.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from .synthesis import like, median_of
 MIN_LIVER_VOXELS = 500
 EDGE_SIGMA = 0.6  # voxels: the blur of the liver's edge, about a voxel's partial volume
 BRIGHT_LIVER_SHIFT = (10.0, 30.0)  # HU: a portal-venous liver from the generator's 98-125 HU to up to 155 HU
-ENHANCED_LIVER_HU = 90.0  # the generator's unenhanced and arterial livers lie under it, its portal-venous ones over
+ENHANCED_LIVER_HU = 90.0  # the generator's unenhanced and arterial livers lie under it, its portal-venous ones
+# over (but fatty ones)
 
 
 class _RandLiverShiftd(RandomizableTransform, MapTransform):
