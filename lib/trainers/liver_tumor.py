@@ -333,10 +333,9 @@ class LiverTumorTrain(BasicTrainTask):
     def random_transforms(self, context: Context) -> list:
         """At every step: crops, the liver made fatty in some (fatty_liver_prob) or an enhanced one brighter
         (bright_liver_prob), synthetic lesions painted into some (synth_prob, relative to the liver as it then is),
-        extra noise in some (noise_prob: a noisy scan's
-        liver was called tumour), nnU-Net's augmentations in some (augment_prob), flips, rotations, intensity shift;
-        on the GPU when training there, unless loader processes run them (loader_workers: CUDA is not theirs to use;
-        the engine moves their crops)."""
+        extra noise in some (noise_prob: a noisy scan's liver was called tumour), nnU-Net's augmentations in some
+        (augment_prob), flips, rotations, intensity shift; on the GPU when training there, unless loader processes
+        run them (loader_workers: CUDA is not theirs to use; the engine moves their crops)."""
         device = getattr(context, "device", None)
         request = context.request
         on_gpu = device is not None and torch.device(device).type == "cuda" and not request.get("loader_workers")
