@@ -79,7 +79,6 @@ def test_a_floor_stops_the_liver_at_its_ct_number_and_leaves_a_darker_liver_alon
     np.testing.assert_array_equal(np.asarray(untouched["image"]), np.asarray(before["image"]))
 
 
-
 def test_an_enhanced_liver_is_raised_by_the_shift_and_an_unenhanced_one_left_alone():
     """bright_liver_prob: a liver whose median is 90 HU or more (the 100 HU one here) goes up with its lesion, by a
     shift drawn from bright_liver_hu, nothing far from it moving; the same liver 45 HU darker (as without contrast)
@@ -99,6 +98,7 @@ def test_an_enhanced_liver_is_raised_by_the_shift_and_an_unenhanced_one_left_alo
     untouched = RandBrightLiverd(prob=1.0)(dark)
     np.testing.assert_array_equal(np.asarray(untouched["image"]), np.asarray(dark["image"]))
     assert isinstance(RandBrightLiverd(prob=1.0)(before)["image"], MetaTensor)
+
 
 def test_a_train_request_turns_it_on_before_the_synthesis(tmp_path):
     # the transforms' classes imported here, as the config imports them (see train_random_transforms)

@@ -1,6 +1,7 @@
 """Studies with their liver's CT number moved: a stress test of what a network takes a liver to be.
 
-The phantom generator draws a portal-venous liver from 98 to 125 HU; real enhanced livers reach 140 HU and more.
+The phantom generator draws a portal-venous liver from 98 to 125 HU; how bright a real one gets varies with the
+contrast dose, the patient and the timing.
 `bench accuracy --liver-shift-hu 20` measures studies with their true liver (label 1: parenchyma and vessels;
 tumours keep their CT number) moved by that much, over an edge blurred as much as the training's liver shifts blur
 theirs (lib.transforms.liver_attenuation). MONAI's intensity transforms move a whole image; none moves one labelled
@@ -17,6 +18,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..data.nifti import nifti_image
+from ..data.phantoms.study import study_paths
 from ..transforms.liver_attenuation import EDGE_SIGMA
 
 
@@ -32,7 +34,8 @@ def shift_liver(image: Path, label: Path, shift_hu: float, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     path = out / image.name
     nib.save(nifti_image(moved, img.affine), str(path))
-    params = image.with_name(image.name.removesuffix(".gz").removesuffix(".nii") + ".json")
+    sid = image.name.removesuffix(".nii.gz")
+    params = study_paths(image.parent, sid)["params"]  # where known_tumours reads a phantom's lesions
     if params.exists():
-        shutil.copy(params, out / params.name)
+        shutil.copy(params, study_paths(out, sid)["params"])
     return path
