@@ -120,15 +120,19 @@ LABELMAP_COUNTS = """() => {
   for (let i = 0; i < data.length; i++) { if (data[i]) counts[data[i]] = (counts[data[i]] || 0) + 1; }
   return {length: data.length, counts: counts};
 }"""
-# the active viewport shows its series' voxels: before this, OHIF's MONAI Label panel cannot make its segmentation
+# the active viewport shows its series' voxels: before this, OHIF's MONAI Label panel cannot make its segmentation.
+# false, not a throw, while OHIF is still wiring its services (window.services is set before the viewport grid's
+# implementation is, and getState throws "_getState is not a function" until it is)
 VIEWPORT_READY = """() => {
-  const s = window.services;
-  if (!s) return false;
-  const {viewports, activeViewportId} = s.viewportGridService.getState();
-  const viewport = viewports.get(activeViewportId);
-  if (!viewport || !viewport.displaySetInstanceUIDs.length) return false;
-  const shown = s.cornerstoneViewportService.getCornerstoneViewport(activeViewportId);
-  return Boolean(shown && shown.getImageData && shown.getImageData());
+  try {
+    const s = window.services;
+    if (!s) return false;
+    const {viewports, activeViewportId} = s.viewportGridService.getState();
+    const viewport = viewports.get(activeViewportId);
+    if (!viewport || !viewport.displaySetInstanceUIDs.length) return false;
+    const shown = s.cornerstoneViewportService.getCornerstoneViewport(activeViewportId);
+    return Boolean(shown && shown.getImageData && shown.getImageData());
+  } catch (e) { return false; }
 }"""
 
 
