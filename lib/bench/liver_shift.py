@@ -18,7 +18,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..data.nifti import nifti_image
-from ..data.phantoms.study import study_paths
+from ..data.phantoms.study import params_beside
 from ..transforms.liver_attenuation import EDGE_SIGMA
 
 
@@ -34,8 +34,7 @@ def shift_liver(image: Path, label: Path, shift_hu: float, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     path = out / image.name
     nib.save(nifti_image(moved, img.affine), str(path))
-    sid = image.name.removesuffix(".nii.gz")
-    params = study_paths(image.parent, sid)["params"]  # where known_tumours reads a phantom's lesions
+    params = params_beside(image)  # where known_tumours reads a phantom's lesions
     if params.exists():
-        shutil.copy(params, study_paths(out, sid)["params"])
+        shutil.copy(params, params_beside(path))
     return path

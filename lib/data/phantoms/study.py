@@ -169,11 +169,15 @@ def tumours_in_world(seed: int, index: int) -> list[dict]:
     return out
 
 
+def params_beside(image: Path) -> Path:
+    """Where a study's parameters lie for its image, as study_paths puts them: its JSON beside it."""
+    return study_paths(image.parent, image.name.removesuffix(".nii.gz"))["params"]
+
+
 def known_tumours(image: Path) -> list[dict] | None:
     """The tumours of a phantom written by write_study (its JSON beside the image), None for any other study."""
-    params = Path(str(image).removesuffix(".nii.gz") + ".json")
     try:
-        meta = json.loads(params.read_text())
+        meta = json.loads(params_beside(Path(image)).read_text())
         generator = meta["generator"]["name"]
         seed, index = int(meta["seed"]), int(meta["index"])
     except (OSError, ValueError, KeyError, TypeError):
