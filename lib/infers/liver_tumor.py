@@ -1,14 +1,15 @@
 """InferTask `liver_tumor`: the path of one study, top to bottom.
 
 load (and check, in the stored voxel type) -> find the liver at 4 mm and crop the study to it, in its own voxels
-(the cascade; the whole volume when there is no locator or the liver is not found or at the border) -> orient
-RAS -> resample to the model's spacing -> HU window -21..189 to 0..1 -> crop to the body -> measure the noise
-(and smooth a study noisier than the model has learnt) -> sliding-window UNet (CUDA with AMP, or CPU with bf16
-where it has it, channels-last) -> argmax (tumours the model is unsure of dropped, when asked) -> back to the
-crop's grid (the inverse of the pre-processing, nearest neighbour, done once on the label) -> when asked, what
-lies far from the locator's liver dropped (the liver gate) -> clean up (one liver, tumour near it, no specks) ->
-when asked, the second reader (a lesion network at 1 mm over the liver, and of both networks' tumours those a
-reader keeps) -> report volumes and lesions -> paste into the study's shape -> write, with its affine.
+(the cascade; the whole volume when there is no locator or the liver is not found or at the border) -> orient RAS ->
+resample to the model's spacing -> HU window -21..189 to 0..1 -> crop to the body -> measure the noise (and smooth a
+study noisier than the model has learnt) -> sliding-window UNet (CUDA with AMP, or CPU with bf16 where it has it,
+channels-last; when asked and the liver it finds is enhanced, a second pass on the study darker, averaged with
+the first but where it called tumour) -> argmax (tumours the model is unsure of dropped, when asked) -> back to the
+crop's grid (the inverse of the pre-processing, nearest neighbour, done once on the label) -> when asked, what lies
+far from the locator's liver dropped (the liver gate) -> clean up (one liver, tumour near it, no specks) -> when
+asked, the second reader (a lesion network at 1 mm over the liver, and of both networks' tumours those a reader
+keeps) -> report volumes and lesions -> paste into the study's shape -> write, with its affine.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from ..transforms.postprocess import (
 )
 from ..transforms.preprocess import fitted_roi, preprocessing
 from ..transforms.report import LesionReportd
+from .second_pass import IntensityShiftInferer
 
 SECOND_READER_CT = "second_reader_ct"  # the region's CT, kept for the second reader
 
@@ -128,6 +130,11 @@ class LiverTumorInfer(BasicInferTask):
             roi = fitted_roi(tuple(image.shape[1:]), roi, overlap)
         inner = SlidingWindowInferer(roi_size=roi, overlap=overlap, sw_batch_size=options["sw_batch_size"],
                                      mode="gaussian", sw_device=device, device=device, cache_roi_weight_map=True)
+        if options["intensity_tta_hu"]:
+            def report(decision: dict[str, Any]) -> None:  # into the result's JSON
+                data[self.output_json_key] = {**data.get(self.output_json_key, {}), "second_pass": decision}
+
+            inner = IntensityShiftInferer(inner, options["intensity_tta_hu"], options["intensity_tta_liver_hu"], report)
         return AutocastInferer(inner, torch.device(device).type, self._dtype(data))
 
     def _dtype(self, data: dict[str, Any]) -> torch.dtype | None:

@@ -1,0 +1,110 @@
+"""The second pass on the study made darker (intensity_tta_hu, off by default): its arithmetic, its gate on the first
+pass's liver, the tumours it leaves alone, and that an /infer request's options reach the label the task returns."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from monai.inferers import SimpleInferer
+
+from lib.data.phantoms import generate_study
+from lib.infers.liver_tumor import LiverTumorInfer
+from lib.infers.second_pass import IntensityShiftInferer
+from lib.settings import HU_WINDOW, Settings
+
+
+class LiverInABand(torch.nn.Module):
+    """Liver where the windowed CT is between 0.4 and 0.6 (63 to 105 HU), background elsewhere; tumour never."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        liver = torch.minimum(x - 0.4, 0.6 - x) * 40.0
+        return torch.cat([torch.zeros_like(x), liver, torch.full_like(x, -10.0)], dim=1)
+
+
+class BothPasses(torch.nn.Module):
+    """What the option should compute, written out: the band network's logits averaged over x and x 20 HU darker
+    (it calls no tumour, which the second pass would leave alone)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = LiverInABand()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.net(x) + self.net((x - 20.0 / 210.0).clamp(0.0, 1.0))) / 2
+
+
+@torch.no_grad()  # as MONAI Label runs the inferer
+def test_the_two_passes_are_averaged_and_the_shifted_one_stays_in_the_window():
+    x = torch.tensor([0.0, 0.05, 0.5, 0.8, 1.0]).reshape(1, 1, 5, 1, 1)
+    liver_everywhere = torch.nn.Conv3d(1, 2, 1)  # channel 1 (liver) always wins; the logits follow x
+    with torch.no_grad():
+        liver_everywhere.weight.copy_(torch.tensor([0.0, 1.0]).reshape(2, 1, 1, 1, 1))
+        liver_everywhere.bias.copy_(torch.tensor([0.0, 1.0]))
+    shift = -21.0  # a tenth of the window
+    step = shift / (HU_WINDOW[1] - HU_WINDOW[0])
+    first = liver_everywhere(x)
+    second = liver_everywhere((x + step).clamp(0, 1))
+    # the liver (everything) has a median of 0.5 of the window, 84 HU: a gate under it lets the second pass run
+    out = IntensityShiftInferer(SimpleInferer(), shift, 83.5)(x, liver_everywhere)
+    assert torch.allclose(out, (first + second) / 2)
+    assert float(out[0, 1].flatten()[1]) == pytest.approx(1.025)  # 1 + (0.05 + 0.0) / 2: the shifted 0.05 clipped
+    # a gate above the liver's median: the first pass alone
+    assert torch.equal(IntensityShiftInferer(SimpleInferer(), shift, 84.5)(x, liver_everywhere), first)
+
+
+@torch.no_grad()
+def test_where_the_first_pass_calls_tumour_the_darker_pass_cannot_take_it():
+    # tumour where the windowed CT is above 0.5 (84 HU), liver under: averaged with the pass 0.1 of the window
+    # darker, the voxels from 0.5 to 0.55 would be liver
+    class TumourAboveHalf(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.cat([torch.full_like(x, -10.0), torch.zeros_like(x), (x - 0.5) * 10.0], dim=1)
+
+    x = torch.tensor([0.3, 0.4, 0.52, 0.54, 0.7]).reshape(1, 1, 5, 1, 1)
+    net = TumourAboveHalf()
+    first, second = net(x), net((x - 0.1).clamp(0, 1))
+    out = IntensityShiftInferer(SimpleInferer(), -21.0, -1000.0)(x, net)
+    assert ((first + second) / 2).argmax(1).flatten().tolist() == [1, 1, 1, 1, 2]
+    assert out.argmax(1).flatten().tolist() == [1, 1, 2, 2, 2] == first.argmax(1).flatten().tolist()
+    tumour = (first.argmax(1, keepdim=True) == 2).expand_as(first)
+    assert torch.equal(out[tumour], first[tumour]) and torch.equal(out[~tumour], ((first + second) / 2)[~tumour])
+
+
+def test_a_request_with_the_option_returns_the_two_passes_label(tmp_path):
+    path = tmp_path / "study.nii.gz"
+    study = generate_study(6, 2, "small", phase="portal_venous")
+    nib.save(study.image, path)
+
+    def task(module: torch.nn.Module) -> LiverTumorInfer:
+        net = tmp_path / f"{type(module).__name__}.ts"
+        torch.jit.script(module).save(str(net))
+        settings = Settings.from_conf({"pretrained_path": str(net), "spacing": "3", "roi_size": "64",
+                                       "locator_path": "none", "denoise_above_hu": "0", "cpu_bf16": "false"})
+        return LiverTumorInfer([str(net)], settings, "test")
+
+    reports = []
+
+    def label(t: LiverTumorInfer, **options) -> np.ndarray:
+        label_file, result = t({"image": str(path), "device": "cpu", **options})
+        reports.append(result.get("second_pass"))
+        out = np.asanyarray(nib.load(label_file).dataobj)
+        Path(label_file).unlink()
+        assert out.shape == study.image.shape
+        return out
+
+    band = task(LiverInABand())
+    plain, shifted = label(band), label(band, intensity_tta_hu=-20, intensity_tta_liver_hu=60)
+    assert (plain == 1).sum() > 1000 and (shifted != plain).sum() > 1000  # the option changes the label ...
+    assert np.array_equal(shifted, label(task(BothPasses())))  # ... to the two passes' mean
+    # ... where the first pass's liver (63 to 105 HU here) reaches the gate, and not where it does not
+    assert np.array_equal(label(band, intensity_tta_hu=-20, intensity_tta_liver_hu=110), plain)
+    # and the result says so: nothing with the option off, then whether it ran, on a liver of 63 to 105 HU
+    assert reports[0] is None and reports[2] is None
+    assert reports[1]["ran"] and not reports[3]["ran"] and reports[1]["shift_hu"] == -20.0
+    assert 63 < reports[1]["liver_median_hu"] == reports[3]["liver_median_hu"] < 105
+    with pytest.raises(Exception, match="intensity_tta_hu"):
+        band({"image": str(path), "device": "cpu", "intensity_tta_hu": 500})
