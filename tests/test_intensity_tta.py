@@ -12,6 +12,7 @@ import torch
 from monai.inferers import SimpleInferer
 
 from lib.data.phantoms import generate_study
+from lib.errors import InvalidInput
 from lib.infers.liver_tumor import LiverTumorInfer
 from lib.infers.second_pass import IntensityShiftInferer
 from lib.settings import HU_WINDOW, Settings
@@ -41,9 +42,8 @@ class BothPasses(torch.nn.Module):
 def test_the_two_passes_are_averaged_and_the_shifted_one_stays_in_the_window():
     x = torch.tensor([0.0, 0.05, 0.5, 0.8, 1.0]).reshape(1, 1, 5, 1, 1)
     liver_everywhere = torch.nn.Conv3d(1, 2, 1)  # channel 1 (liver) always wins; the logits follow x
-    with torch.no_grad():
-        liver_everywhere.weight.copy_(torch.tensor([0.0, 1.0]).reshape(2, 1, 1, 1, 1))
-        liver_everywhere.bias.copy_(torch.tensor([0.0, 1.0]))
+    liver_everywhere.weight.copy_(torch.tensor([0.0, 1.0]).reshape(2, 1, 1, 1, 1))
+    liver_everywhere.bias.copy_(torch.tensor([0.0, 1.0]))
     shift = -21.0  # a tenth of the window
     step = shift / (HU_WINDOW[1] - HU_WINDOW[0])
     first = liver_everywhere(x)
@@ -106,5 +106,5 @@ def test_a_request_with_the_option_returns_the_two_passes_label(tmp_path):
     assert reports[0] is None and reports[2] is None
     assert reports[1]["ran"] and not reports[3]["ran"] and reports[1]["shift_hu"] == -20.0
     assert 63 < reports[1]["liver_median_hu"] == reports[3]["liver_median_hu"] < 105
-    with pytest.raises(Exception, match="intensity_tta_hu"):
+    with pytest.raises(InvalidInput, match="intensity_tta_hu"):
         band({"image": str(path), "device": "cpu", "intensity_tta_hu": 500})

@@ -4,9 +4,9 @@ Every network trained here learnt a ceiling on the liver's CT number (the phanto
 HU): a brighter real liver is missed in its brighter part (docs/model.md). The second pass sees that part within
 the ceiling. It runs only where the first pass's liver is enhanced (on a dark, fatty or non-contrast, liver it
 pushes the liver under the network's floor), its logits are averaged with the first's, and it cannot take a tumour
-the first pass found (averaged, it lost hypovascular lesions of a held-out phantom). MONAI's test-time augmentation
-(monai.data.TestTimeAugmentation) inverts random transforms and votes on labels; this is one fixed shift with nothing
-to invert, decided by the first pass, so it wraps the inferer."""
+the first pass found (averaged, it lost a held-out phantom's bright, hypervascular, lesions). MONAI's test-time
+augmentation (monai.data.TestTimeAugmentation) inverts random transforms and votes on labels; this is one fixed
+shift with nothing to invert, decided by the first pass, so it wraps the inferer."""
 
 from __future__ import annotations
 
