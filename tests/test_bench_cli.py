@@ -17,6 +17,16 @@ def test_bench_infer_names_an_unknown_case(tmp_path):
     assert "unknown cases nope" in line and "full_512x512x200" in line
 
 
+def test_bench_infer_refuses_a_variant_it_could_not_run(tmp_path):
+    # a variant's options are read as /infer reads them: an unknown one would otherwise be ignored, silently
+    def error(variant: str) -> str:
+        return cli_error("bench", "infer", "--variant", variant, "--work", tmp_path)
+
+    assert "no_such is no /infer option" in error("app:no_such=1")
+    assert "between -100 and 100" in error("app:intensity_tta_hu=500")
+    assert "starts with 'app:'" in error("baseline:cascade=false")
+
+
 def test_bench_train_refuses_a_bad_budget(tmp_path):
     assert "--minutes" in cli_error("bench", "train", "--minutes", "0", "--work", tmp_path)
 

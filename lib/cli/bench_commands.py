@@ -86,6 +86,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--only", choices=("baseline", "app"), help="run one pipeline only")
     p.add_argument("--levers", action="store_true",
                    help="also the app with each speed lever taken away, on the first case")
+    p.add_argument("--variant", action="append", default=[], metavar="app:KEY=VALUE,...",
+                   help="also the app with these /infer request options (conf.KEY: an app option), on the first "
+                        "case; e.g. app:intensity_tta_hu=-20 (repeatable)")
     p.add_argument("--no-peaks", action="store_true",
                    help="leave out the matrix-multiply peak and the one-window forward rates (about 15 s on a CPU)")
     p.set_defaults(run=run_infer)
@@ -320,18 +323,31 @@ def run_infer(args: argparse.Namespace) -> None:
         raise CliError(f"--pretrained: no such file {args.pretrained}")
     import torch
 
-    from ..bench.inference import LEVERS, InferBenchConfig, plot, run, table
+    from ..bench.inference import LEVERS, InferBenchConfig, parse_variant, plot, run, table
+    from ..settings import Settings, read
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise CliError("--device cuda: no CUDA GPU here")
+    for variant in args.variant:
+        try:
+            if not variant.startswith("app:"):
+                raise ValueError("a variant of the app starts with 'app:'")
+            request, conf = parse_variant(variant)
+            for key, value in request.items():
+                read(key, value)
+            Settings.from_conf(conf)
+        except KeyError as e:
+            raise CliError(f"--variant {variant}: {e.args[0]} is no /infer option (docs/options.md)") from None
+        except ValueError as e:
+            raise CliError(f"--variant {variant}: {e}") from None
     changes = {"cases": cases, "runs": args.runs,
                "checkpoint": str(args.pretrained) if args.pretrained else None}
     if args.device:
         changes["device"] = args.device
     if args.only:
         changes["pipelines"] = (args.only,)
-    if args.levers:
-        changes["levers"] = LEVERS
+    if args.levers or args.variant:
+        changes["levers"] = (LEVERS if args.levers else ()) + tuple(args.variant)
     if args.no_peaks:
         changes["peaks"] = False
     logging.basicConfig(level=logging.WARNING)
