@@ -15,15 +15,16 @@ from typing import Any, Callable
 import torch
 from monai.inferers import Inferer
 
+from ..metrics.lesions import LIVER, TUMOUR
 from ..settings import HU_WINDOW
 from ..transforms.postprocess import channel_argmax
 
-LIVER, TUMOUR = 1, 2
+WINDOW_HU = HU_WINDOW[1] - HU_WINDOW[0]  # the network's input is this span of HU scaled to 0..1
 
 
 def to_hu(x: torch.Tensor) -> torch.Tensor:
     """The network's input (the HU window scaled to 0..1) as HU."""
-    return x * (HU_WINDOW[1] - HU_WINDOW[0]) + HU_WINDOW[0]
+    return x * WINDOW_HU + HU_WINDOW[0]
 
 
 class IntensityShiftInferer(Inferer):
@@ -48,6 +49,6 @@ class IntensityShiftInferer(Inferer):
                          "shift_hu": self.shift_hu})
         if not ran:
             return first
-        shifted = (inputs + self.shift_hu / (HU_WINDOW[1] - HU_WINDOW[0])).clamp_(0.0, 1.0)
+        shifted = (inputs + self.shift_hu / WINDOW_HU).clamp_(0.0, 1.0)
         mean = self.inner(shifted, network, *args, **kwargs).add_(first).mul_(0.5)  # in place: 3 x the region
         return torch.where(label == TUMOUR, first, mean, out=mean)
