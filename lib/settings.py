@@ -20,7 +20,7 @@ APP_DIR = Path(__file__).resolve().parents[1] / "apps" / "liver_tumor"
 DEMO_CHECKPOINT = APP_DIR / "pretrained" / "liver_tumor_phantoms.pt"
 LOCATOR_CHECKPOINT = APP_DIR / "pretrained" / "liver_locator.pt"
 PYLIVERLESIONSEG_WEIGHTS = APP_DIR / "pretrained" / "pyliverlesionseg.pt"  # converted on first use, not committed
-SECOND_READER = APP_DIR / "pretrained" / "second_reader"  # the lesion network and the reader (docs/model.md, R1)
+SECOND_READER = APP_DIR / "pretrained" / "second_reader"  # the lesion network and the reader (docs/model-log.md, R1)
 # the learning rate over a training run (lib.trainers.lr_schedule); the first is the default
 LR_SCHEDULES = ("constant", "cosine")
 # what a training run may publish by (lib.trainers.publish); the first is the default
@@ -161,7 +161,7 @@ class Settings:
     # off by default: 16 mm, chosen on the 20 tuning phantoms of seed 2500, took the stomach the model calls liver
     # in studies without contrast off the label (whole-liver Dice 0.934 -> 0.949 there, held-out 0.927 -> 0.934), but
     # the locator finds a third of the liver of the real TotalSegmentator CT: its liver Dice fell from 0.899 to 0.737
-    # (docs/model.md)
+    # (docs/model-log.md)
     liver_gate_mm: float = field(default=0.0, metadata=_option(
         "labelled voxels farther than this from the liver the locator found (at 4 mm) are removed: a neighbouring "
         "organ the model calls liver; 0: none. Only where the locator found a liver", not_negative, ["infer"]))
@@ -174,7 +174,7 @@ class Settings:
         "tumour components smaller than this are removed", not_negative))
     # 0.6, chosen on the 20 tuning phantoms of seed 2500 from the shipped model's tumour components (every one
     # touching a true lesion had 0.69 or more; 24 of the 73 false ones had less): false positives 3.65 -> 2.45 a
-    # study there, held-out 2.42 -> 2.00 with the same lesions found and Dice, LiTS 117 unchanged (docs/model.md)
+    # study there, held-out 2.42 -> 2.00 with the same lesions found and Dice, LiTS 117 unchanged (docs/model-log.md)
     min_liver_around_tumour: float = field(default=0.6, metadata=_option(
         "tumour components are removed where less than this share of the voxels within 3 mm of them is liver or "
         "tumour (the gallbladder, the stomach or a vein beside the liver called tumour); 0: none",
@@ -190,20 +190,20 @@ class Settings:
         "width (SD, mm) of that smoothing", positive, ["infer"]))
     # off by default: 0.6, chosen on the same 20 tuning phantoms (false positives 3.65 -> 2.15 a study, 30 of 31
     # lesions still found), cost lesions on the held-out test phantoms (false positives 2.42 -> 1.25, lesions found
-    # 18 -> 15 of 113) and on LiTS 117 (24 -> 22 of 70), and lesions found come first (docs/model.md)
+    # 18 -> 15 of 113) and on LiTS 117 (24 -> 22 of 70), and lesions found come first (docs/model-log.md)
     min_tumour_probability: float = field(default=0.0, metadata=_option(
         "tumour components whose mean tumour probability is under this become liver or background; 0: none",
         unit_interval, ["infer"]))
     # off by default: 0.05, chosen on those 20 tuning phantoms (false positives 3.65 -> 1.3 a study, 29 of 31 lesions
     # still found), took the held-out test phantoms' false positives from 2.42 to 0.42 a study (lesions found 18 -> 16
     # of 113, both lost ones touched at IoU 0.004 or less) but lost 3 of LiTS 117's 24 (one of 24 mm found at IoU
-    # 0.28), set beforehand as the limit (docs/model.md)
+    # 0.28), set beforehand as the limit (docs/model-log.md)
     max_tumour_background: float = field(default=1.0, metadata=_option(
         "tumour components whose mean background probability is over this (the network doubting they are in the "
         "liver: the gallbladder, the hilum) become liver or background; 1: none", unit_interval, ["infer"]))
     # off by default: with max_tumour_background 0.05, +0.5 and +1.0 found 31 and 33 of the 20 tuning phantoms' 94
     # lesions (the shipped model 31) with 1.25 and 1.6 false positives a study, but 11 of 18 visible ones, not the
-    # 12 asked beforehand (docs/model.md)
+    # 12 asked beforehand (docs/model-log.md)
     tumour_logit_bias: float = field(default=0.0, metadata=_option(
         "added to the network's tumour logit before the argmax and the component filters: above 0 more voxels are "
         "called tumour, below 0 fewer; 0: none", between(-10, 10), ["infer"]))
@@ -211,7 +211,7 @@ class Settings:
     # 20 tuning phantoms of seed 2500, as generated and with the liver 20 HU brighter: whole liver 0.883 -> 0.927
     # there) passed the test sets once (held-out phantoms of seed 2100: the same lesions found, whole liver 0.941 ->
     # 0.944; LiTS 117 whole liver 0.837 -> 0.899, tumour Dice 0.319 -> 0.418, lesions found 24 -> 27 of 70) but
-    # takes `bench infer` on the 512 x 512 x 200 case under 10x (9.8x; 4.6-5.0 s against 3.3-3.4 s) (docs/model.md)
+    # takes `bench infer` on the 512 x 512 x 200 case under 10x (9.8x; 4.6-5.0 s against 3.3-3.4 s) (docs/model-log.md)
     intensity_tta_hu: float = field(default=0.0, metadata=_option(
         "where the first pass's liver is enhanced (intensity_tta_liver_hu), the network runs a second time on the "
         "study shifted by this many HU (below 0: darker; -20 finds real livers brighter than the phantoms'); the "
@@ -222,7 +222,7 @@ class Settings:
         "arterial and portal-venous livers; a darker, fatty or non-contrast, liver gets none)", request=["infer"]))
     # off by default: it adds a second network at 1 mm over the liver. Its point 0.3 was chosen on the 20 tuning
     # phantoms; on the test sets, once, it found more lesions with fewer false positives (held-out 18 -> 24 of 113,
-    # 2.42 -> 0.17 a study; LiTS 117 24 -> 33 of 70, none false) (docs/model.md, run R1b)
+    # 2.42 -> 0.17 a study; LiTS 117 24 -> 33 of 70, none false) (docs/model-log.md, run R1b)
     second_reader: bool = field(default=False, metadata=_option(
         "a second reader of the tumours: a lesion network at 1 mm beside the model, then of both networks' tumour "
         "components only those the reader scores at second_reader_threshold or more (scores in the result JSON)",

@@ -1,5 +1,5 @@
 """The second reader: its trees against hand-computed answers, candidates and their measurements on a hand-made
-volume, and through the InferTask with the shipped lesion network and reader (its accuracy: docs/model.md)."""
+volume, and through the InferTask with the shipped lesion network and reader (its accuracy: docs/model-log.md)."""
 
 from __future__ import annotations
 

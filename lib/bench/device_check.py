@@ -47,7 +47,7 @@ RESERVE_S = 20.0  # kept back from the budget to write the report
 # The tumour stage (stage 2), which the CPU cut at 18 of 30 epochs while its validation still rose, with stage 3's
 # fatty livers (the non-contrast livers it never learnt otherwise) and stage 3's lower rate, as the shipped model
 # has been through both already; the best validation published. (On the CPU, its last 12 epochs then stage 3, run
-# j, raised tumour Dice but found fewer lesions on the tuning phantoms: docs/model.md.) On the H200 an epoch of the
+# j, raised tumour Dice but found fewer lesions on the tuning phantoms: docs/model-log.md.) On the H200 an epoch of the
 # 32 training phantoms took 15 to 22 s and a validation of the 8 others 33 s; the second run's 213 s reached epoch 4
 # and was stopped in its first validation, so nothing was published. Its steps were bound by the random transforms in
 # the training process (0.4 s a step of one core, 0.1 s since); in 14 loader processes an epoch of 32 steps should

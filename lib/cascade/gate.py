@@ -5,7 +5,7 @@ beside the left lobe (about 400 mL in three of the 20 tuning phantoms), joined t
 the largest component nor the cut of thin strands (lib/transforms/postprocess.py) removes it. The locator's 4 mm
 liver does not make that mistake, so labelled voxels farther than `liver_gate_mm` from it are dropped, before the
 clean-up. Off by default: on the real TotalSegmentator CT the locator finds a third of the liver, and the gate cut
-the rest (docs/model.md). MONAI's transforms filter labels by their own components, not by a mask on another grid.
+the rest (docs/model-log.md). MONAI's transforms filter labels by their own components, not by a mask on another grid.
 """
 
 from __future__ import annotations

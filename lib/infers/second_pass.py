@@ -1,7 +1,7 @@
 """A second pass of the network on the study made darker, for an enhanced liver brighter than the phantoms'.
 
 Every network trained here learnt a ceiling on the liver's CT number (the phantoms' portal-venous livers, 98 to 125
-HU): a brighter real liver is missed in its brighter part (docs/model.md). The second pass sees that part within
+HU): a brighter real liver is missed in its brighter part (docs/model-log.md). The second pass sees that part within
 the ceiling. It runs only where the first pass's liver is enhanced (on a dark, fatty or non-contrast, liver it
 pushes the liver under the network's floor), its logits are averaged with the first's, and it cannot take a tumour
 the first pass found (averaged, it lost a held-out phantom's bright, hypervascular, lesions). MONAI's test-time

@@ -1,6 +1,6 @@
 """Two networks of the seed's kind as one: the tumour from one, the liver (liver and tumour together) from another.
 
-A model tuned for lesions can lose liver on real CT that an earlier one kept (docs/model.md): this runs both on each
+A model tuned for lesions can lose liver on real CT that an earlier one kept (docs/model-log.md): this runs both on each
 window and gives, as log-probabilities that the rest of inference treats as logits,
 
     p(tumour) = t,   p(liver) = (1 - t) w,   p(background) = (1 - t) (1 - w)

@@ -1,5 +1,5 @@
 """Tumour candidates and what the reader knows of each: the union of the shipped model's tumours and the lesion
-network's (components of 0.25 mL or more), each measured on the study's own CT numbers (run R1, docs/model.md)."""
+network's (components of 0.25 mL or more), each measured on the study's own CT numbers (run R1, docs/model-log.md)."""
 
 from __future__ import annotations
 

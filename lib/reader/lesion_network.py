@@ -17,7 +17,7 @@ from ..transforms.denoise import SmoothNoisyd
 from ..transforms.preprocess import preprocessing
 
 SPACING_MM = (1.0, 1.0, 1.0)
-WINDOW, MARGIN_MM = (96, 96, 96), 8  # as L2 was measured (docs/model.md)
+WINDOW, MARGIN_MM = (96, 96, 96), 8  # as L2 was measured (docs/model-log.md)
 # the app's default smoothing when L2 was measured, fixed here: the reader's trees were fitted on the network's
 # probabilities so made, whatever a request sets for the shipped model
 DENOISE_ABOVE_HU, DENOISE_SIGMA_MM = 10.0, 1.0
@@ -39,8 +39,9 @@ def load_lesion_network(path: Path, device: str = "cpu", channels_last: bool = F
 
 def transposed_as_plain(net: torch.nn.Module) -> torch.nn.Module:
     """Each stride-1 ConvTranspose3d replaced by the Conv3d that computes the same: its kernel flipped, its in and
-    out channels swapped, padding k - 1 - p. MONAI's UNet ends in one (16 -> 2 channels at full resolution); on this
-    CPU PyTorch's conv_transpose3d took 0.52 s of the network's 1.2 s on two 96^3 windows in bf16 (docs/model.md)."""
+    out channels swapped, padding k - 1 - p. MONAI's UNet ends in one (16 -> 2 channels at full resolution); on
+    this CPU PyTorch's conv_transpose3d took 0.52 s of the network's 1.2 s on two 96^3 windows in bf16
+    (docs/model-log.md)."""
     for module in list(net.modules()):
         for name, child in list(module.named_children()):
             if (isinstance(child, torch.nn.ConvTranspose3d) and child.stride == (1, 1, 1) and child.groups == 1

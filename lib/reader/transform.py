@@ -1,5 +1,5 @@
 """The second reader after the clean-up: the lesion network's tumours beside the shipped model's, and of both only
-the candidates the reader keeps (docs/model.md, run R1). On the region's grid, before the lesion report."""
+the candidates the reader keeps (docs/model-log.md, run R1). On the region's grid, before the lesion report."""
 
 from __future__ import annotations
 

@@ -120,7 +120,8 @@ def make_demo_model(work: Path, out: Path = DEMO_CHECKPOINT, epochs: int | None 
     if best is None:
         raise RuntimeError("training published no model")
 
-    # measured as it ships: float16 weights moved the TotalSegmentator liver Dice of one model by 0.035 (docs/model.md)
+    # measured as it ships: float16 weights moved the TotalSegmentator liver Dice of one model by 0.035
+    # (docs/model-log.md)
     half = work / "model-float16.pt"
     save_state_dict(load_network(Path(best)), half, half=True)
     conf_eval = {"pretrained_path": str(half), "spacing": str(r["spacing"])}

@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 # without contrast (16 HU) was "found" as a 54 mL patch and the box held a third of it; adult livers are 1 to 2 L.
 # augment_prob: nnU-Net's augmentations (lib.transforms.augment). At 0.2 it found more of the real livers (the
 # TotalSegmentator CT's: Dice 0.47 -> 0.76), but with its boxes the model lost two held-out lesions of 20 mm or
-# more (docs/model.md): 0 as shipped
+# more (docs/model-log.md): 0 as shipped
 RECIPE = {"train_seed": 1100, "train_small": 96, "test_seed": 2100, "test_small": 8, "test_full": 10,
           "spacing_mm": 4.0, "channels": [8, 16, 32, 64], "steps": 3000, "crop": 48, "seed": 0,
           "margin_mm": 25.0, "min_liver_ml": 300.0, "augment_prob": 0.0}

@@ -3,7 +3,7 @@
 Why: MONAI's ClassesToIndicesd lists a class's voxels, and RandCropByLabelClassesd centres a tumour crop on any of
 them alike, so a lesion is chosen in proportion to its volume: a 40 mm lesion about 37 times as often as a 12 mm
 one. The models trained so far find nearly every lesion of 16 mm or more and few of 10 to 15 mm, in the studies
-they trained on as in held-out ones (docs/model.md). Like blob loss for the loss, this counts each lesion once for
+they trained on as in held-out ones (docs/model-log.md). Like blob loss for the loss, this counts each lesion once for
 the sampling. MONAI has no per-instance crop sampling; this rewrites the tumour class's indices once per study,
 cached with its pre-processing.
 """

@@ -15,7 +15,7 @@ whole image or channel; none shifts one labelled structure.
 
 A bright liver (`RandBrightLiverd`) is the other end: an enhanced liver raised further, as a larger contrast dose, a
 smaller patient or other timing raise it. The generator draws a portal-venous liver from 98 to 125 HU; the networks
-trained on the phantoms lost most of such livers 20 HU brighter, and the brighter part of a real one (docs/model.md,
+trained on the phantoms lost most of such livers 20 HU brighter, and the brighter part of a real one (docs/model-log.md,
 "What the real livers lose"). Only a liver already enhanced (median at or above `enhanced_hu`) is raised: an
 unenhanced one stays as it is.
 """

@@ -106,7 +106,7 @@ def liver_around(components: np.ndarray, which: np.ndarray, organ: np.ndarray, s
                  ) -> np.ndarray:
     """(n + 1,) for each component where `which` is set, the share of the voxels within AROUND_MM of it (outside
     it) that `organ` holds; 1 for the others. A lesion of the liver is mostly surrounded by liver; the gallbladder,
-    the stomach or the IVC beside it, called tumour, are not (measured on the tuning phantoms: docs/model.md).
+    the stomach or the IVC beside it, called tumour, are not (measured on the tuning phantoms: docs/model-log.md).
     Each component is measured in the box around it only."""
     share = np.ones(len(which))
     reach = [int(np.ceil(AROUND_MM / s)) + 1 for s in spacing]
@@ -232,7 +232,7 @@ def unsure_tumours_dropped(logits: torch.Tensor, labels: torch.Tensor, min_proba
     background and liver instead; and what was dropped (voxels, mean tumour and background probability, largest
     first; None when both filters are off). The second is the network's own doubt that a component lies in the liver
     at all: the gallbladder and other structures beside the liver called tumour keep a share of background that
-    lesions in the liver do not (docs/model.md). MONAI's connected-component transforms filter by size only; this
+    lesions in the liver do not (docs/model-log.md). MONAI's connected-component transforms filter by size only; this
     filters by the model's own probabilities, on the working grid."""
     if min_probability <= 0 and max_background >= 1:
         return labels, None

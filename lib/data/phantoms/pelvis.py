@@ -4,7 +4,7 @@ sacrum, the bladder, and the sigmoid colon and rectum that continue the descendi
 Scans that reach below the kidneys (most of them) cross the iliac wings; abdomen-pelvis scans end at the bladder.
 Real CT has bone, broad muscle and the bladder there, where version 1 of the generator had fat and bowel. (Runs
 trained with nnU-Net's augmentations call a real bladder and fluid-filled bowel liver; the first version of this
-pelvis in their training did not change that: docs/model.md.)
+pelvis in their training did not change that: docs/model-log.md.)
 """
 
 from __future__ import annotations
