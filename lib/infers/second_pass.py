@@ -16,15 +16,8 @@ import torch
 from monai.inferers import Inferer
 
 from ..metrics.lesions import LIVER, TUMOUR
-from ..settings import HU_WINDOW
 from ..transforms.postprocess import channel_argmax
-
-WINDOW_HU = HU_WINDOW[1] - HU_WINDOW[0]  # the network's input is this span of HU scaled to 0..1
-
-
-def to_hu(x: torch.Tensor) -> torch.Tensor:
-    """The network's input (the HU window scaled to 0..1) as HU."""
-    return x * WINDOW_HU + HU_WINDOW[0]
+from ..transforms.preprocess import WINDOW_SPAN_HU, window_to_hu
 
 
 class IntensityShiftInferer(Inferer):
@@ -42,13 +35,13 @@ class IntensityShiftInferer(Inferer):
         first = self.inner(inputs, network, *args, **kwargs)
         label = channel_argmax(first[0])[None]  # one study: torch.argmax over channels is 5 times slower here
         liver = (label == LIVER).to(inputs.device)
-        median = float(to_hu(inputs[liver].float().median())) if bool(liver.any()) else None
+        median = float(window_to_hu(inputs[liver].float().median())) if bool(liver.any()) else None
         ran = median is not None and median >= self.liver_hu
         if self.report is not None:
             self.report({"ran": ran, "liver_median_hu": None if median is None else round(median, 1),
                          "shift_hu": self.shift_hu})
         if not ran:
             return first
-        shifted = (inputs + self.shift_hu / WINDOW_HU).clamp_(0.0, 1.0)
+        shifted = (inputs + self.shift_hu / WINDOW_SPAN_HU).clamp_(0.0, 1.0)
         mean = self.inner(shifted, network, *args, **kwargs).add_(first).mul_(0.5)  # in place: 3 x the region
         return torch.where(label == TUMOUR, first, mean, out=mean)

@@ -11,17 +11,16 @@ from __future__ import annotations
 import torch
 from monai.transforms import GaussianSmooth, MapTransform
 
-from .preprocess import HU_WINDOW
+from .preprocess import WINDOW_SPAN_HU, hu_to_window
 
 SOFT_TISSUE_HU = (20.0, 180.0)  # liver, spleen, muscle, kidney in every phase; inside the window, not clipped
 MIN_VOXEL_PAIRS = 1000  # fewer pairs of soft-tissue neighbours than this: no estimate
 
 
 def noise_hu(image: torch.Tensor, slice_step: int = 8) -> float | None:
-    """The noise SD (HU) of a windowed image (channel, x, y, z; 0..1 over HU_WINDOW) from its in-plane neighbour
+    """The noise SD (HU) of a windowed image (channel, x, y, z; the network's input) from its in-plane neighbour
     differences in soft tissue; None when there is too little soft tissue to say."""
-    span = HU_WINDOW[1] - HU_WINDOW[0]
-    low, high = ((h - HU_WINDOW[0]) / span for h in SOFT_TISSUE_HU)
+    low, high = (hu_to_window(h) for h in SOFT_TISSUE_HU)
     volume = torch.as_tensor(image)[0, :, :, ::slice_step].float()
     differences = []
     for axis in (0, 1):
@@ -32,7 +31,7 @@ def noise_hu(image: torch.Tensor, slice_step: int = 8) -> float | None:
     if d.numel() < MIN_VOXEL_PAIRS:
         return None
     mad = (d - d.median()).abs().median()
-    return float(1.4826 * mad / 2 ** 0.5 * span)  # the SD of one voxel's noise, for independent neighbours
+    return float(1.4826 * mad / 2 ** 0.5 * WINDOW_SPAN_HU)  # the SD of one voxel's noise, for independent neighbours
 
 
 class SmoothNoisyd(MapTransform):

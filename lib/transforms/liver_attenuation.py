@@ -30,7 +30,7 @@ from monai.transforms import MapTransform, RandomizableTransform
 from scipy import ndimage
 
 from ..data.phantoms.tissues import FATTY_LIVER_SHIFT
-from .preprocess import HU_WINDOW
+from .preprocess import WINDOW_SPAN_HU, window_to_hu
 from .synthesis import like, median_of
 
 MIN_LIVER_VOXELS = 500
@@ -45,12 +45,11 @@ class _RandLiverShiftd(RandomizableTransform, MapTransform):
     the scan's partial volume, with chance `prob`; `shift_for` decides from the liver's median CT number (label 1)
     what shift applies, if any."""
 
-    def __init__(self, keys: Sequence[Hashable], prob: float, shift_hu: tuple[float, float],
-                 window: tuple[float, float]) -> None:
+    def __init__(self, keys: Sequence[Hashable], prob: float, shift_hu: tuple[float, float]) -> None:
         MapTransform.__init__(self, keys)
         RandomizableTransform.__init__(self, prob)
         self.image_key, self.label_key = keys
-        self.shift_hu, self.window = shift_hu, window
+        self.shift_hu = shift_hu
 
     def shift_for(self, drawn_hu: float, liver_hu: float) -> float | None:
         raise NotImplementedError
@@ -66,25 +65,25 @@ class _RandLiverShiftd(RandomizableTransform, MapTransform):
         liver = classes == 1
         if liver.sum() < MIN_LIVER_VOXELS:
             return d
-        lo, hi = self.window
         pixels = torch.as_tensor(image)[0].float().cpu().numpy()
-        shift_hu = self.shift_for(drawn_hu, median_of(pixels[liver]) * (hi - lo) + lo)
+        shift_hu = self.shift_for(drawn_hu, window_to_hu(median_of(pixels[liver])))
         if shift_hu is None:
             return d
         weight = ndimage.gaussian_filter((classes >= 1).astype(np.float32), EDGE_SIGMA)
-        moved = np.clip(pixels + shift_hu / (hi - lo) * weight, 0.0, 1.0)
+        moved = np.clip(pixels + shift_hu / WINDOW_SPAN_HU * weight, 0.0, 1.0)
         d[self.image_key] = like(image, torch.as_tensor(moved[None]))
         return d
 
 
 class RandFattyLiverd(_RandLiverShiftd):
     def __init__(self, keys: Sequence[Hashable] = ("image", "label"), prob: float = 0.3,
-                 shift_hu: tuple[float, float] = FATTY_LIVER_SHIFT, window: tuple[float, float] = HU_WINDOW,
+                 shift_hu: tuple[float, float] = FATTY_LIVER_SHIFT,
                  floor_hu: float | None = None) -> None:
-        """keys: the image (1, X, Y, Z), windowed to 0..1 over `window` HU, and its label 0/1/2. prob: the chance
-        a crop's liver is made fatty; shift_hu: the range its change of CT number is drawn from; floor_hu: the
-        lowest median CT number the liver (label 1) is lowered to (a liver already under it stays as it is)."""
-        super().__init__(keys, prob, shift_hu, window)
+        """keys: the image (1, X, Y, Z), the network's input (the HU window scaled to 0..1), and its label 0/1/2.
+        prob: the chance a crop's liver is made fatty; shift_hu: the range its change of CT number is drawn from;
+        floor_hu: the lowest median CT number the liver (label 1) is lowered to (a liver already under it stays as it
+        is)."""
+        super().__init__(keys, prob, shift_hu)
         self.floor_hu = floor_hu
 
     def shift_for(self, drawn_hu: float, liver_hu: float) -> float | None:
@@ -96,11 +95,11 @@ class RandFattyLiverd(_RandLiverShiftd):
 
 class RandBrightLiverd(_RandLiverShiftd):
     def __init__(self, keys: Sequence[Hashable] = ("image", "label"), prob: float = 0.3,
-                 shift_hu: tuple[float, float] = BRIGHT_LIVER_SHIFT, window: tuple[float, float] = HU_WINDOW,
+                 shift_hu: tuple[float, float] = BRIGHT_LIVER_SHIFT,
                  enhanced_hu: float = ENHANCED_LIVER_HU) -> None:
-        """keys, window: as RandFattyLiverd's. prob: the chance a crop's enhanced liver is raised; shift_hu: the
+        """keys: as RandFattyLiverd's. prob: the chance a crop's enhanced liver is raised; shift_hu: the
         range its rise is drawn from; enhanced_hu: the lowest median CT number (label 1) of a liver it raises."""
-        super().__init__(keys, prob, shift_hu, window)
+        super().__init__(keys, prob, shift_hu)
         self.enhanced_hu = enhanced_hu
 
     def shift_for(self, drawn_hu: float, liver_hu: float) -> float | None:

@@ -18,6 +18,18 @@ from monai.transforms import (
 from ..settings import HU_WINDOW
 from .resample import AxisSpacingd
 
+WINDOW_SPAN_HU = HU_WINDOW[1] - HU_WINDOW[0]  # the network's input is this span of HU scaled to 0..1
+
+
+def hu_to_window(hu):
+    """CT numbers (a number, array or tensor) as the network's input sees them, not clipped to 0..1."""
+    return (hu - HU_WINDOW[0]) / WINDOW_SPAN_HU
+
+
+def window_to_hu(x):
+    """The network's input (a number, array or tensor) as CT numbers."""
+    return x * WINDOW_SPAN_HU + HU_WINDOW[0]
+
 
 def preprocessing(spacing: Sequence[float], keys: Sequence[str] = ("image",), label_key: str | None = None
                   ) -> list[Callable]:
