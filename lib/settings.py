@@ -220,10 +220,6 @@ class Settings:
     intensity_tta_liver_hu: float = field(default=90.0, metadata=_option(
         "the median CT number (HU) the first pass's liver must reach for that second pass (90: between the phantoms' "
         "arterial and portal-venous livers; a darker, fatty or non-contrast, liver gets none)", request=["infer"]))
-    intensity_tta_scale: int = field(default=1, metadata=_option(
-        "that second pass on a grid this many times coarser on every axis (the shifted input averaged down, the "
-        "logits put back by trilinear interpolation; 2: an eighth of the voxels); 1: the first pass's grid",
-        between(1, 4), ["infer"]))
     # off by default: it adds a second network at 1 mm over the liver. Its point 0.3 was chosen on the 20 tuning
     # phantoms; on the test sets, once, it found more lesions with fewer false positives (held-out 18 -> 24 of 113,
     # 2.42 -> 0.17 a study; LiTS 117 24 -> 33 of 70, none false) (docs/model-log.md, run R1b)

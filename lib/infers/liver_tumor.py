@@ -134,15 +134,7 @@ class LiverTumorInfer(BasicInferTask):
             def report(decision: dict[str, Any]) -> None:  # into the result's JSON
                 data[self.output_json_key] = {**data.get(self.output_json_key, {}), "second_pass": decision}
 
-            scale, coarse = options["intensity_tta_scale"], None
-            if scale > 1 and image is not None:
-                small = tuple(-(-n // scale) for n in image.shape[1:])
-                coarse = SlidingWindowInferer(
-                    roi_size=fitted_roi(small, options["roi_size"], overlap) if options["fit_windows"] else roi,
-                    overlap=overlap, sw_batch_size=options["sw_batch_size"], mode="gaussian", sw_device=device,
-                    device=device)
-            inner = IntensityShiftInferer(inner, options["intensity_tta_hu"], options["intensity_tta_liver_hu"], report,
-                                          scale, coarse)
+            inner = IntensityShiftInferer(inner, options["intensity_tta_hu"], options["intensity_tta_liver_hu"], report)
         return AutocastInferer(inner, torch.device(device).type, self._dtype(data))
 
     def _dtype(self, data: dict[str, Any]) -> torch.dtype | None:
