@@ -24,7 +24,7 @@ from scipy import ndimage
 
 from ..data.phantoms.lesions import draw_kind_and_size, draw_look, draw_shape, part_of, sdf
 from ..data.phantoms.tissues import PHASES
-from .preprocess import HU_WINDOW
+from .preprocess import hu_to_window, window_to_hu
 
 PHASE_ODDS = (0.2, 0.3, 0.5)  # non-contrast, arterial, portal venous: the phase is not known from a crop
 SURFACE_ODDS = 0.2
@@ -36,14 +36,13 @@ CENTRE_BATCH, CENTRE_BATCHES = 16, 32  # liver voxels drawn at once to find a le
 
 class SynthesizeTumoursd(RandomizableTransform, MapTransform):
     def __init__(self, keys: Sequence[Hashable] = ("image", "label"), prob: float = 0.5,
-                 lesions: tuple[int, int] = (1, 3), size_mm: tuple[float, float] = (5.0, 40.0),
-                 window: tuple[float, float] = HU_WINDOW) -> None:
-        """keys: the image (1, X, Y, Z), windowed to 0..1 over `window` HU, and its label 0/1/2. prob: the chance
-        a crop gets lesions; lesions: how many (at least, at most); size_mm: their diameters."""
+                 lesions: tuple[int, int] = (1, 3), size_mm: tuple[float, float] = (5.0, 40.0)) -> None:
+        """keys: the image (1, X, Y, Z), the network's input (the HU window scaled to 0..1), and its label 0/1/2.
+        prob: the chance a crop gets lesions; lesions: how many (at least, at most); size_mm: their diameters."""
         MapTransform.__init__(self, keys)
         RandomizableTransform.__init__(self, prob)
         self.image_key, self.label_key = keys
-        self.lesions, self.size_mm, self.window = lesions, size_mm, window
+        self.lesions, self.size_mm = lesions, size_mm
 
     def __call__(self, data):
         d = dict(data)
@@ -56,11 +55,10 @@ class SynthesizeTumoursd(RandomizableTransform, MapTransform):
             return d
         spacing = tuple(float(s) for s in image.pixdim[:3]) if isinstance(image, MetaTensor) else (1.0,) * 3
         rng = np.random.default_rng(self.R.randint(2**31))
-        lo, hi = self.window
-        hu = np.asarray(torch.as_tensor(image)[0].float().cpu()) * (hi - lo) + lo
+        hu = window_to_hu(np.asarray(torch.as_tensor(image)[0].float().cpu()))
         painted = paint(rng, hu, liver, spacing, int(rng.integers(self.lesions[0], self.lesions[1] + 1)),
                         self.size_mm)
-        out_image = torch.as_tensor(np.clip((painted.hu - lo) / (hi - lo), 0, 1)[None], dtype=torch.float32)
+        out_image = torch.as_tensor(np.clip(hu_to_window(painted.hu), 0, 1)[None], dtype=torch.float32)
         new_label = np.asarray(torch.as_tensor(label).cpu()).copy()
         new_label[0][painted.tumour] = 2
         d[self.image_key] = like(image, out_image)
