@@ -24,7 +24,7 @@ from scipy import ndimage
 from ..metrics.lesions import LIVER, TUMOUR, contrast_hu, equivalent_diameter_mm, is_visible
 from ..settings import Settings
 from ..transforms.denoise import SmoothNoisyd, noise_hu
-from ..transforms.preprocess import HU_WINDOW, preprocessing
+from ..transforms.preprocess import hu_to_window, preprocessing, window_to_hu
 from ..transforms.synthesis import paint
 
 AWAY_VOXELS = 3  # false tumour is counted this far from any lesion, past a lesion's blurred edge
@@ -79,7 +79,6 @@ def study_crops(study: str, image: np.ndarray, label: np.ndarray, count: int, rn
                 cfg: ProbeConfig, smooth: Callable[[torch.Tensor], torch.Tensor] | None = None) -> list[ProbeCrop]:
     """`count` crops of one study (image windowed to 0..1, label 0/1/2, both at cfg.spacing), a lesion in each;
     `smooth`, where given, applied to each painted crop (the lesion's contrast is measured before)."""
-    lo, hi = HU_WINDOW
     spacing = (cfg.spacing,) * 3
     size = cfg.crop_voxels
     organ = label >= LIVER
@@ -93,14 +92,14 @@ def study_crops(study: str, image: np.ndarray, label: np.ndarray, count: int, rn
             box_lo = centres[rng.integers(len(centres))] - size // 2
             crop_label = _padded(label, box_lo, size)
             liver = crop_label == LIVER
-            painted = paint(rng, _padded(image, box_lo, size) * (hi - lo) + lo, liver, spacing, 1, cfg.size_mm)
+            painted = paint(rng, window_to_hu(_padded(image, box_lo, size)), liver, spacing, 1, cfg.size_mm)
             lesion = painted.tumour
             if lesion.any() and not (lesion & ~inner).any():
                 break
         else:
             continue
         crop_label[lesion] = TUMOUR
-        x = np.clip((painted.hu - lo) / (hi - lo), 0, 1).astype(np.float32)
+        x = np.clip(hu_to_window(painted.hu), 0, 1).astype(np.float32)
         if smooth is not None:
             x = np.asarray(smooth(torch.from_numpy(x)[None]))[0]
         out.append(ProbeCrop(

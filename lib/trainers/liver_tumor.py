@@ -60,7 +60,7 @@ from ..settings import LR_SCHEDULES, NO_FLOOR_HU, PUBLISH_METRICS, Settings, cro
 from ..transforms.augment import augmentations
 from ..transforms.liver_attenuation import RandBrightLiverd, RandFattyLiverd
 from ..transforms.postprocess import CleanUp
-from ..transforms.preprocess import HU_WINDOW, preprocessing
+from ..transforms.preprocess import HU_WINDOW, WINDOW_SPAN_HU, preprocessing
 from ..transforms.synthesis import SynthesizeTumoursd
 from . import pseudo_labels, rank_report, resume
 from .averaging import WeightAverage
@@ -348,9 +348,8 @@ class LiverTumorTrain(BasicTrainTask):
                  ] if request["fatty_liver_prob"] > 0 else []
         bright = [RandBrightLiverd(("image", "label"), request["bright_liver_prob"], request["bright_liver_hu"])
                   ] if request["bright_liver_prob"] > 0 else []
-        lo, hi = HU_WINDOW
-        noise = [RandGaussianNoised(keys="image", prob=request["noise_prob"], std=request["noise_hu"] / (hi - lo))] \
-            if request["noise_prob"] > 0 else []
+        noise = [RandGaussianNoised(keys="image", prob=request["noise_prob"],
+                                    std=request["noise_hu"] / WINDOW_SPAN_HU)] if request["noise_prob"] > 0 else []
         # a study smaller than a crop gives smaller crops (allow_smaller): padded to the crop, which the network's
         # strides divide (an edge they do not, such as a short scan's 84 slices, stops the run) and which stacks
         size = (request["crop_size"],) * 3
