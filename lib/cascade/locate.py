@@ -27,7 +27,6 @@ from scipy import ndimage
 
 from ..model.autocast import AutocastInferer
 from ..model.checkpoint import card_path, load_network, read_card
-from ..model.fold import fold_batch_norm
 from ..transforms.postprocess import FULL_CONNECTIVITY, channel_argmax
 from ..transforms.preprocess import HU_WINDOW
 from ..transforms.resample import AxisSpacing
@@ -183,6 +182,6 @@ def load_locator(path: Path, device: str, dtype: torch.dtype | None, margin_mm: 
     missing = [k for k in LOCATOR_CARD_KEYS if k not in card]
     if missing:
         return f"the locator model {path} has no card {card_path(path)} with its {', '.join(missing)}"
-    network = fold_batch_norm(load_network(path, 0.0, device, tuple(card["channels"])))
+    network = load_network(path, 0.0, device, tuple(card["channels"]))
     return Locator(network, float(card["spacing_mm"]), margin_mm, float(card["min_liver_ml"]), device, dtype,
                    extent_mm)

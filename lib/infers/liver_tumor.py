@@ -36,7 +36,6 @@ from ..data.nifti import nifti_image
 from ..errors import ModelUnavailable
 from ..model.autocast import AutocastInferer, autocast_dtype
 from ..model.checkpoint import load_network, read_card
-from ..model.fold import fold_batch_norm
 from ..model.liver_from import LiverFrom
 from ..model.network import LABELS, build_unet
 from ..reader.lesion_network import DENOISE_ABOVE_HU, DENOISE_SIGMA_MM, SPACING_MM, load_lesion_network
@@ -211,10 +210,9 @@ class LiverTumorInfer(BasicInferTask):
         cached = self._loaded.get(str(device))
         if cached and cached[1] == path and cached[2] == mtime:
             return cached[0]
-        network = fold_batch_norm(load_network(Path(path), self.settings.dropout, device))
+        network = load_network(Path(path), self.settings.dropout, device)
         if self.settings.liver_model is not None:
-            network = LiverFrom(network, fold_batch_norm(load_network(self.settings.liver_model,
-                                                                      self.settings.dropout, device)))
+            network = LiverFrom(network, load_network(self.settings.liver_model, self.settings.dropout, device))
         if self.settings.channels_last:
             network = network.to(memory_format=torch.channels_last_3d)
         self._loaded[str(device)] = (network, path, mtime)
