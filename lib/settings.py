@@ -211,7 +211,8 @@ class Settings:
     # 20 tuning phantoms of seed 2500, as generated and with the liver 20 HU brighter: whole liver 0.883 -> 0.927
     # there) passed the test sets once (held-out phantoms of seed 2100: the same lesions found, whole liver 0.941 ->
     # 0.944; LiTS 117 whole liver 0.837 -> 0.899, tumour Dice 0.319 -> 0.418, lesions found 24 -> 27 of 70) but
-    # takes `bench infer` on the 512 x 512 x 200 case under 10x (9.8x; 4.6-5.0 s against 3.3-3.4 s) (docs/model-log.md)
+    # takes `bench infer` on the 512 x 512 x 200 case to the edge of 10x (7.9x to 11.4x over five runs)
+    # (docs/model-log.md)
     intensity_tta_hu: float = field(default=0.0, metadata=_option(
         "where the first pass's liver is enhanced (intensity_tta_liver_hu), the network runs a second time on the "
         "study shifted by this many HU (below 0: darker; -20 finds real livers brighter than the phantoms'); the "
