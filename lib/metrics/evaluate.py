@@ -23,7 +23,8 @@ def evaluate(infer: Callable[[dict], tuple], cases: Iterable[tuple[str, Path, Pa
              known: Callable[[Path], list[dict] | None] | None = None, keep: Path | None = None) -> list[dict]:
     """Run infer({"image": path, ...}) on each (id, image, truth) and measure Dice per class, the whole liver's
     Dice and the millilitres it adds and misses, lesion detection and latency; the noise the app measured (and the
-    smoothing) are kept beside them. known(image): what is known of its true lesions (lesion_detection). keep: a
+    smoothing) and, with the second pass's option set, its decision (the first pass's liver median) are kept beside
+    them. known(image): what is known of its true lesions (lesion_detection). keep: a
     folder to keep the labels in (<id>.nii.gz), else they are removed."""
     rows = []
     for case_id, image, truth in cases:
@@ -38,7 +39,7 @@ def evaluate(infer: Callable[[dict], tuple], cases: Iterable[tuple[str, Path, Pa
         rows.append({"id": case_id, **scores(label_array, truth_array), "seconds": round(seconds, 2),
                      **liver_volume_errors(label_array, truth_array, label.affine), "lesions": lesions,
                      "latencies": result.get("latencies", {}),
-                     **{k: result[k] for k in ("noise_hu", "smoothed_sigma_mm") if k in result}})
+                     **{k: result[k] for k in ("noise_hu", "smoothed_sigma_mm", "second_pass") if k in result}})
         if keep is not None:
             keep.mkdir(parents=True, exist_ok=True)
             shutil.move(label_file, keep / f"{case_id}.nii.gz")
