@@ -221,6 +221,13 @@ class Settings:
     intensity_tta_liver_hu: float = field(default=90.0, metadata=_option(
         "the median CT number (HU) the first pass's liver must reach for that second pass (90: between the phantoms' "
         "arterial and portal-venous livers; a darker, fatty or non-contrast, liver gets none)", request=["infer"]))
+    dark_liver_tta_hu: float = field(default=0.0, metadata=_option(
+        "where the first pass's liver is dark (under dark_liver_hu: fatty, no contrast), the network runs a second "
+        "time on the study shifted by this many HU (above 0: brighter; 20 finds a liver at the network's floor); "
+        "averaged as intensity_tta_hu's; 0: none", between(-100, 100), ["infer"]))
+    dark_liver_hu: float = field(default=35.0, metadata=_option(
+        "the median CT number (HU) under which the first pass's liver is dark (35: between the phantoms' darkest "
+        "normal livers, 46 HU and up, and their fatty livers without contrast, near 22 HU)", request=["infer"]))
     # off by default: it adds a second network at 1 mm over the liver. Its point 0.3 was chosen on the 20 tuning
     # phantoms; on the test sets, once, it found more lesions with fewer false positives (held-out 18 -> 24 of 113,
     # 2.42 -> 0.17 a study; LiTS 117 24 -> 33 of 70, none false) (docs/model-log.md, run R1b)

@@ -1,5 +1,6 @@
-"""The second pass on the study made darker (intensity_tta_hu, off by default): its arithmetic, its gate on the first
-pass's liver, the tumours it leaves alone, and that an /infer request's options reach the label the task returns."""
+"""The second pass on the study shifted in CT number (intensity_tta_hu for a bright liver, dark_liver_tta_hu for a
+dark one): its arithmetic, which pass the first pass's liver decides, the tumours it leaves alone, and that an /infer
+request's options reach the label the task returns."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from monai.inferers import SimpleInferer
 from lib.data.phantoms import generate_study
 from lib.errors import InvalidInput
 from lib.infers.liver_tumor import LiverTumorInfer
-from lib.infers.second_pass import IntensityShiftInferer
+from lib.infers.second_pass import IntensityShiftInferer, ShiftRule
 from lib.settings import HU_WINDOW, Settings
 
 
@@ -27,15 +28,22 @@ class LiverInABand(torch.nn.Module):
 
 
 class BothPasses(torch.nn.Module):
-    """What the option should compute, written out: the band network's logits averaged over x and x 20 HU darker
-    (it calls no tumour, which the second pass would leave alone)."""
+    """What the options should compute, written out: the band network's logits averaged over x and x shifted by
+    `shift_hu` (it calls no tumour, which the second pass would leave alone)."""
 
-    def __init__(self) -> None:
+    def __init__(self, shift_hu: float) -> None:
         super().__init__()
-        self.net = LiverInABand()
+        self.net, self.step = LiverInABand(), shift_hu / 210.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (self.net(x) + self.net((x - 20.0 / 210.0).clamp(0.0, 1.0))) / 2
+        return (self.net(x) + self.net((x + self.step).clamp(0.0, 1.0))) / 2
+
+
+def test_the_rule_picks_the_bright_pass_the_dark_pass_or_none():
+    rule = ShiftRule(bright_shift_hu=-20, bright_from_hu=90, dark_shift_hu=20, dark_below_hu=35)
+    assert [rule(m) for m in (None, 10.0, 34.9, 35.0, 89.9, 90.0, 130.0)] == [0, 20, 20, 0, 0, -20, -20]
+    assert ShiftRule(dark_shift_hu=20)(120.0) == 0 and ShiftRule(bright_shift_hu=-20)(10.0) == 0
+    assert not ShiftRule() and ShiftRule(dark_shift_hu=20) and ShiftRule(bright_shift_hu=-20)
 
 
 @torch.no_grad()  # as MONAI Label runs the inferer
@@ -49,11 +57,11 @@ def test_the_two_passes_are_averaged_and_the_shifted_one_stays_in_the_window():
     first = liver_everywhere(x)
     second = liver_everywhere((x + step).clamp(0, 1))
     # the liver (everything) has a median of 0.5 of the window, 84 HU: a gate under it lets the second pass run
-    out = IntensityShiftInferer(SimpleInferer(), shift, 83.5)(x, liver_everywhere)
+    out = IntensityShiftInferer(SimpleInferer(), ShiftRule(shift, 83.5))(x, liver_everywhere)
     assert torch.allclose(out, (first + second) / 2)
     assert float(out[0, 1].flatten()[1]) == pytest.approx(1.025)  # 1 + (0.05 + 0.0) / 2: the shifted 0.05 clipped
     # a gate above the liver's median: the first pass alone
-    assert torch.equal(IntensityShiftInferer(SimpleInferer(), shift, 84.5)(x, liver_everywhere), first)
+    assert torch.equal(IntensityShiftInferer(SimpleInferer(), ShiftRule(shift, 84.5))(x, liver_everywhere), first)
 
 
 @torch.no_grad()
@@ -67,7 +75,7 @@ def test_where_the_first_pass_calls_tumour_the_darker_pass_cannot_take_it():
     x = torch.tensor([0.3, 0.4, 0.52, 0.54, 0.7]).reshape(1, 1, 5, 1, 1)
     net = TumourAboveHalf()
     first, second = net(x), net((x - 0.1).clamp(0, 1))
-    out = IntensityShiftInferer(SimpleInferer(), -21.0, -1000.0)(x, net)
+    out = IntensityShiftInferer(SimpleInferer(), ShiftRule(-21.0, -1000.0))(x, net)
     assert ((first + second) / 2).argmax(1).flatten().tolist() == [1, 1, 1, 1, 2]
     assert out.argmax(1).flatten().tolist() == [1, 1, 2, 2, 2] == first.argmax(1).flatten().tolist()
     tumour = (first.argmax(1, keepdim=True) == 2).expand_as(first)
@@ -99,12 +107,19 @@ def test_a_request_with_the_option_returns_the_two_passes_label(tmp_path):
     band = task(LiverInABand())
     plain, shifted = label(band), label(band, intensity_tta_hu=-20, intensity_tta_liver_hu=60)
     assert (plain == 1).sum() > 1000 and (shifted != plain).sum() > 1000  # the option changes the label ...
-    assert np.array_equal(shifted, label(task(BothPasses())))  # ... to the two passes' mean
+    assert np.array_equal(shifted, label(task(BothPasses(-20.0))))  # ... to the two passes' mean
     # ... where the first pass's liver (63 to 105 HU here) reaches the gate, and not where it does not
     assert np.array_equal(label(band, intensity_tta_hu=-20, intensity_tta_liver_hu=110), plain)
     # and the result says so: nothing with the option off, then whether it ran, on a liver of 63 to 105 HU
     assert reports[0] is None and reports[2] is None
     assert reports[1]["ran"] and not reports[3]["ran"] and reports[1]["shift_hu"] == -20.0
     assert 63 < reports[1]["liver_median_hu"] == reports[3]["liver_median_hu"] < 105
-    with pytest.raises(InvalidInput, match="intensity_tta_hu"):
-        band({"image": str(path), "device": "cpu", "intensity_tta_hu": 500})
+    # the dark end: a liver of 63 to 105 HU is dark under a gate of 110, and the pass is 20 HU brighter
+    brighter = label(band, dark_liver_tta_hu=20, dark_liver_hu=110)
+    assert (brighter != plain).sum() > 1000 and np.array_equal(brighter, label(task(BothPasses(20.0))))
+    assert np.array_equal(label(band, dark_liver_tta_hu=20, dark_liver_hu=60), plain)
+    assert reports[4] == {"ran": True, "liver_median_hu": reports[1]["liver_median_hu"], "shift_hu": 20.0}
+    assert reports[6]["ran"] is False and reports[6]["shift_hu"] == 0
+    for option in ("intensity_tta_hu", "dark_liver_tta_hu"):
+        with pytest.raises(InvalidInput, match=option):
+            band({"image": str(path), "device": "cpu", option: 500})

@@ -55,7 +55,7 @@ from ..transforms.postprocess import (
 )
 from ..transforms.preprocess import fitted_roi, preprocessing
 from ..transforms.report import LesionReportd
-from .second_pass import IntensityShiftInferer
+from .second_pass import IntensityShiftInferer, ShiftRule
 
 SECOND_READER_CT = "second_reader_ct"  # the region's CT, kept for the second reader
 
@@ -130,11 +130,13 @@ class LiverTumorInfer(BasicInferTask):
             roi = fitted_roi(tuple(image.shape[1:]), roi, overlap)
         inner = SlidingWindowInferer(roi_size=roi, overlap=overlap, sw_batch_size=options["sw_batch_size"],
                                      mode="gaussian", sw_device=device, device=device, cache_roi_weight_map=True)
-        if options["intensity_tta_hu"]:
+        rule = ShiftRule(options["intensity_tta_hu"], options["intensity_tta_liver_hu"],
+                         options["dark_liver_tta_hu"], options["dark_liver_hu"])
+        if rule:
             def report(decision: dict[str, Any]) -> None:  # into the result's JSON
                 data[self.output_json_key] = {**data.get(self.output_json_key, {}), "second_pass": decision}
 
-            inner = IntensityShiftInferer(inner, options["intensity_tta_hu"], options["intensity_tta_liver_hu"], report)
+            inner = IntensityShiftInferer(inner, rule, report)
         return AutocastInferer(inner, torch.device(device).type, self._dtype(data))
 
     def _dtype(self, data: dict[str, Any]) -> torch.dtype | None:

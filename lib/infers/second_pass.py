@@ -1,15 +1,18 @@
-"""A second pass of the network on the study made darker, for an enhanced liver brighter than the phantoms'.
+"""A second pass of the network on the study shifted in CT number, where the first pass's liver lies outside the
+phantoms' range: darker for an enhanced liver brighter than theirs, brighter for a fatty or non-contrast one darker.
 
 Every network trained here learnt a ceiling on the liver's CT number (the phantoms' portal-venous livers, 98 to 125
-HU): a brighter real liver is missed in its brighter part (docs/model-log.md). The second pass sees that part within
-the ceiling. It runs only where the first pass's liver is enhanced (on a dark, fatty or non-contrast, liver it
-pushes the liver under the network's floor), its logits are averaged with the first's, and it cannot take a tumour
-the first pass found (averaged, it lost a held-out phantom's bright, hypervascular, lesions). MONAI's test-time
-augmentation (monai.data.TestTimeAugmentation) inverts random transforms and votes on labels; this is one fixed
-shift with nothing to invert, decided by the first pass, so it wraps the inferer."""
+HU): a brighter real liver is missed in its brighter part (docs/model-log.md). A pass 20 HU darker sees that part
+within the ceiling; on a dark liver it would push the liver under the network's floor. At the floor (a fatty liver
+without contrast, first-pass median near 20 HU) the network may miss the liver whole; a pass 20 HU brighter finds it.
+Which pass runs is decided by the first pass's liver median (`ShiftRule`); the two passes' logits are averaged, and the
+second cannot take a tumour the first found (averaged, it lost a held-out phantom's bright, hypervascular, lesions).
+MONAI's test-time augmentation (monai.data.TestTimeAugmentation) inverts random transforms and votes on labels; this is
+one fixed shift with nothing to invert, decided by the first pass, so it wraps the inferer."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
@@ -20,28 +23,52 @@ from ..transforms.postprocess import channel_argmax
 from ..transforms.preprocess import WINDOW_SPAN_HU, window_to_hu
 
 
-class IntensityShiftInferer(Inferer):
-    """Runs `inner` on the input; where the liver it finds (label 1 by argmax) has a median of `liver_hu` or more,
-    also on the input shifted by `shift_hu` (clipped to the window again), and returns the mean of the two, but the
-    first's logits where it called tumour. `report` hears what was decided: whether the second pass ran, the first
-    pass's liver median (HU, None without a liver), the shift."""
+@dataclass(frozen=True)
+class ShiftRule:
+    """The shift (HU) of the second pass for a first-pass liver median: `bright_shift_hu` from `bright_from_hu` up,
+    `dark_shift_hu` under `dark_below_hu`, else (or without a liver) 0, no second pass. A shift of 0 turns its end
+    off."""
 
-    def __init__(self, inner: Inferer, shift_hu: float, liver_hu: float,
+    bright_shift_hu: float = 0.0
+    bright_from_hu: float = 90.0
+    dark_shift_hu: float = 0.0
+    dark_below_hu: float = 35.0
+
+    def __call__(self, median_hu: float | None) -> float:
+        if median_hu is None:
+            return 0.0
+        if self.bright_shift_hu and median_hu >= self.bright_from_hu:
+            return self.bright_shift_hu
+        if self.dark_shift_hu and median_hu < self.dark_below_hu:
+            return self.dark_shift_hu
+        return 0.0
+
+    def __bool__(self) -> bool:
+        return bool(self.bright_shift_hu or self.dark_shift_hu)
+
+
+class IntensityShiftInferer(Inferer):
+    """Runs `inner` on the input; where `rule` gives the median of the liver it finds (label 1 by argmax) a shift,
+    also on the input shifted by it (clipped to the window again), and returns the mean of the two, but the first's
+    logits where it called tumour. `report` hears what was decided: whether the second pass ran, the first pass's
+    liver median (HU, None without a liver), the shift (0 where none ran)."""
+
+    def __init__(self, inner: Inferer, rule: ShiftRule,
                  report: Callable[[dict[str, Any]], None] | None = None) -> None:
         super().__init__()
-        self.inner, self.liver_hu, self.shift_hu, self.report = inner, liver_hu, shift_hu, report
+        self.inner, self.rule, self.report = inner, rule, report
 
     def __call__(self, inputs: torch.Tensor, network: Any, *args: Any, **kwargs: Any):
         first = self.inner(inputs, network, *args, **kwargs)
         label = channel_argmax(first[0])[None]  # one study: torch.argmax over channels is 5 times slower here
         liver = (label == LIVER).to(inputs.device)
         median = float(window_to_hu(inputs[liver].float().median())) if bool(liver.any()) else None
-        ran = median is not None and median >= self.liver_hu
+        shift_hu = self.rule(median)
         if self.report is not None:
-            self.report({"ran": ran, "liver_median_hu": None if median is None else round(median, 1),
-                         "shift_hu": self.shift_hu})
-        if not ran:
+            self.report({"ran": bool(shift_hu), "liver_median_hu": None if median is None else round(median, 1),
+                         "shift_hu": shift_hu})
+        if not shift_hu:
             return first
-        shifted = (inputs + self.shift_hu / WINDOW_SPAN_HU).clamp_(0.0, 1.0)
+        shifted = (inputs + shift_hu / WINDOW_SPAN_HU).clamp_(0.0, 1.0)
         mean = self.inner(shifted, network, *args, **kwargs).add_(first).mul_(0.5)  # in place: 3 x the region
         return torch.where(label == TUMOUR, first, mean, out=mean)
