@@ -228,6 +228,9 @@ class Settings:
     dark_liver_hu: float = field(default=35.0, metadata=_option(
         "the median CT number (HU) under which the first pass's liver is dark (35: between the phantoms' darkest "
         "normal livers, 46 HU and up, and their fatty livers without contrast, near 22 HU)", request=["infer"]))
+    dark_liver_max_ml: float = field(default=0.0, metadata=_option(
+        "the dark liver's second pass only where the first pass's liver, with its tumours, is under this many mL (a "
+        "dark liver it mostly lost); 0: whatever its volume", at_least(0), ["infer"]))
     # off by default: it adds a second network at 1 mm over the liver. Its point 0.3 was chosen on the 20 tuning
     # phantoms; on the test sets, once, it found more lesions with fewer false positives (held-out 18 -> 24 of 113,
     # 2.42 -> 0.17 a study; LiTS 117 24 -> 33 of 70, none false) (docs/model-log.md, run R1b)

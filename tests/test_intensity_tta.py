@@ -44,6 +44,9 @@ def test_the_rule_picks_the_bright_pass_the_dark_pass_or_none():
     assert [rule(m) for m in (None, 10.0, 34.9, 35.0, 89.9, 90.0, 130.0)] == [0, 20, 20, 0, 0, -20, -20]
     assert ShiftRule(dark_shift_hu=20)(120.0) == 0 and ShiftRule(bright_shift_hu=-20)(10.0) == 0
     assert not ShiftRule() and ShiftRule(dark_shift_hu=20) and ShiftRule(bright_shift_hu=-20)
+    # with a volume limit, a dark liver gets its pass only where the first pass found little of it
+    lost = ShiftRule(dark_shift_hu=20, dark_below_hu=35, dark_max_ml=800)
+    assert [lost(20.0, ml) for ml in (221.0, 799.9, 800.0, 1900.0)] == [20, 20, 0, 0] and lost(60.0, 100.0) == 0
 
 
 @torch.no_grad()  # as MONAI Label runs the inferer
@@ -118,8 +121,13 @@ def test_a_request_with_the_option_returns_the_two_passes_label(tmp_path):
     brighter = label(band, dark_liver_tta_hu=20, dark_liver_hu=110)
     assert (brighter != plain).sum() > 1000 and np.array_equal(brighter, label(task(BothPasses(20.0))))
     assert np.array_equal(label(band, dark_liver_tta_hu=20, dark_liver_hu=60), plain)
-    assert reports[4] == {"ran": True, "liver_median_hu": reports[1]["liver_median_hu"], "shift_hu": 20.0}
+    assert reports[4] == {**reports[1], "shift_hu": 20.0} and reports[1]["liver_ml"] > 1.0  # voxels of 3 mm: 0.027 mL
     assert reports[6]["ran"] is False and reports[6]["shift_hu"] == 0
+    # ... and under a volume limit, only where the first pass's liver is smaller
+    assert np.array_equal(label(band, dark_liver_tta_hu=20, dark_liver_hu=110,
+                                dark_liver_max_ml=reports[1]["liver_ml"] + 1), brighter)
+    assert np.array_equal(label(band, dark_liver_tta_hu=20, dark_liver_hu=110,
+                                dark_liver_max_ml=reports[1]["liver_ml"] - 1), plain)
     for option in ("intensity_tta_hu", "dark_liver_tta_hu"):
         with pytest.raises(InvalidInput, match=option):
             band({"image": str(path), "device": "cpu", option: 500})

@@ -131,12 +131,12 @@ class LiverTumorInfer(BasicInferTask):
         inner = SlidingWindowInferer(roi_size=roi, overlap=overlap, sw_batch_size=options["sw_batch_size"],
                                      mode="gaussian", sw_device=device, device=device, cache_roi_weight_map=True)
         rule = ShiftRule(options["intensity_tta_hu"], options["intensity_tta_liver_hu"],
-                         options["dark_liver_tta_hu"], options["dark_liver_hu"])
+                         options["dark_liver_tta_hu"], options["dark_liver_hu"], options["dark_liver_max_ml"])
         if rule:
             def report(decision: dict[str, Any]) -> None:  # into the result's JSON
                 data[self.output_json_key] = {**data.get(self.output_json_key, {}), "second_pass": decision}
 
-            inner = IntensityShiftInferer(inner, rule, report)
+            inner = IntensityShiftInferer(inner, rule, float(np.prod(self.settings.spacing)) / 1000.0, report)
         return AutocastInferer(inner, torch.device(device).type, self._dtype(data))
 
     def _dtype(self, data: dict[str, Any]) -> torch.dtype | None:

@@ -5,7 +5,7 @@ Every network trained here learnt a ceiling on the liver's CT number (the phanto
 HU): a brighter real liver is missed in its brighter part (docs/model-log.md). A pass 20 HU darker sees that part
 within the ceiling; on a dark liver it would push the liver under the network's floor. At the floor (a fatty liver
 without contrast, first-pass median near 20 HU) the network may miss the liver whole; a pass 20 HU brighter finds it.
-Which pass runs is decided by the first pass's liver median (`ShiftRule`); the two passes' logits are averaged, and the
+Which pass runs is decided by the first pass's liver (`ShiftRule`); the two passes' logits are averaged, and the
 second cannot take a tumour the first found (averaged, it lost a held-out phantom's bright, hypervascular, lesions).
 MONAI's test-time augmentation (monai.data.TestTimeAugmentation) inverts random transforms and votes on labels; this is
 one fixed shift with nothing to invert, decided by the first pass, so it wraps the inferer."""
@@ -25,21 +25,24 @@ from ..transforms.preprocess import WINDOW_SPAN_HU, window_to_hu
 
 @dataclass(frozen=True)
 class ShiftRule:
-    """The shift (HU) of the second pass for a first-pass liver median: `bright_shift_hu` from `bright_from_hu` up,
-    `dark_shift_hu` under `dark_below_hu`, else (or without a liver) 0, no second pass. A shift of 0 turns its end
-    off."""
+    """The shift (HU) of the second pass for the first pass's liver, its median (HU) and its volume with its tumours
+    (mL): `bright_shift_hu` from `bright_from_hu` up, `dark_shift_hu` under `dark_below_hu` (and, with `dark_max_ml`,
+    under that volume: a dark liver the first pass mostly lost), else (or without a liver) 0, no second pass. A shift
+    of 0 turns its end off."""
 
     bright_shift_hu: float = 0.0
     bright_from_hu: float = 90.0
     dark_shift_hu: float = 0.0
     dark_below_hu: float = 35.0
+    dark_max_ml: float = 0.0  # 0: whatever the volume
 
-    def __call__(self, median_hu: float | None) -> float:
+    def __call__(self, median_hu: float | None, liver_ml: float = 0.0) -> float:
         if median_hu is None:
             return 0.0
         if self.bright_shift_hu and median_hu >= self.bright_from_hu:
             return self.bright_shift_hu
-        if self.dark_shift_hu and median_hu < self.dark_below_hu:
+        if self.dark_shift_hu and median_hu < self.dark_below_hu and (not self.dark_max_ml
+                                                                       or liver_ml < self.dark_max_ml):
             return self.dark_shift_hu
         return 0.0
 
@@ -50,23 +53,25 @@ class ShiftRule:
 class IntensityShiftInferer(Inferer):
     """Runs `inner` on the input; where `rule` gives the median of the liver it finds (label 1 by argmax) a shift,
     also on the input shifted by it (clipped to the window again), and returns the mean of the two, but the first's
-    logits where it called tumour. `report` hears what was decided: whether the second pass ran, the first pass's
-    liver median (HU, None without a liver), the shift (0 where none ran)."""
+    logits where it called tumour. `voxel_ml`: the input's voxel volume. `report` hears what was decided: whether the
+    second pass ran, the first pass's liver median (HU, None without a liver) and volume with its tumours (mL), the
+    shift (0 where none ran)."""
 
-    def __init__(self, inner: Inferer, rule: ShiftRule,
+    def __init__(self, inner: Inferer, rule: ShiftRule, voxel_ml: float = 0.001,
                  report: Callable[[dict[str, Any]], None] | None = None) -> None:
         super().__init__()
-        self.inner, self.rule, self.report = inner, rule, report
+        self.inner, self.rule, self.voxel_ml, self.report = inner, rule, voxel_ml, report
 
     def __call__(self, inputs: torch.Tensor, network: Any, *args: Any, **kwargs: Any):
         first = self.inner(inputs, network, *args, **kwargs)
         label = channel_argmax(first[0])[None]  # one study: torch.argmax over channels is 5 times slower here
         liver = (label == LIVER).to(inputs.device)
         median = float(window_to_hu(inputs[liver].float().median())) if bool(liver.any()) else None
-        shift_hu = self.rule(median)
+        liver_ml = float((label >= LIVER).sum()) * self.voxel_ml
+        shift_hu = self.rule(median, liver_ml)
         if self.report is not None:
             self.report({"ran": bool(shift_hu), "liver_median_hu": None if median is None else round(median, 1),
-                         "shift_hu": shift_hu})
+                         "liver_ml": round(liver_ml, 1), "shift_hu": shift_hu})
         if not shift_hu:
             return first
         shifted = (inputs + shift_hu / WINDOW_SPAN_HU).clamp_(0.0, 1.0)
