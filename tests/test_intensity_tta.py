@@ -46,7 +46,9 @@ def test_the_rule_picks_the_bright_pass_the_dark_pass_or_none():
     assert not ShiftRule() and ShiftRule(dark_shift_hu=20) and ShiftRule(bright_shift_hu=-20)
     # with a volume limit, a dark liver gets its pass only where the first pass found little of it
     lost = ShiftRule(dark_shift_hu=20, dark_below_hu=35, dark_max_ml=800)
-    assert [lost(20.0, ml) for ml in (221.0, 799.9, 800.0, 1900.0)] == [20, 20, 0, 0] and lost(60.0, 100.0) == 0
+    assert [lost(20.0, lambda: ml) for ml in (221.0, 799.9, 800.0, 1900.0)] == [20, 20, 0, 0]
+    asked = []
+    assert lost(60.0, lambda: asked.append(1) or 100.0) == 0 and not asked  # the volume only where it decides
 
 
 @torch.no_grad()  # as MONAI Label runs the inferer
@@ -121,13 +123,15 @@ def test_a_request_with_the_option_returns_the_two_passes_label(tmp_path):
     brighter = label(band, dark_liver_tta_hu=20, dark_liver_hu=110)
     assert (brighter != plain).sum() > 1000 and np.array_equal(brighter, label(task(BothPasses(20.0))))
     assert np.array_equal(label(band, dark_liver_tta_hu=20, dark_liver_hu=60), plain)
-    assert reports[4] == {**reports[1], "shift_hu": 20.0} and reports[1]["liver_ml"] > 1.0  # voxels of 3 mm: 0.027 mL
+    assert reports[4] == {**reports[1], "shift_hu": 20.0} and "organ_ml" not in reports[4]
     assert reports[6]["ran"] is False and reports[6]["shift_hu"] == 0
-    # ... and under a volume limit, only where the first pass's liver is smaller
-    assert np.array_equal(label(band, dark_liver_tta_hu=20, dark_liver_hu=110,
-                                dark_liver_max_ml=reports[1]["liver_ml"] + 1), brighter)
-    assert np.array_equal(label(band, dark_liver_tta_hu=20, dark_liver_hu=110,
-                                dark_liver_max_ml=reports[1]["liver_ml"] - 1), plain)
+    # ... and under a volume limit, only where the organ the clean-up would keep of the first pass is smaller
+    limited = label(band, dark_liver_tta_hu=20, dark_liver_hu=110, dark_liver_max_ml=100_000)
+    organ_ml = reports[-1]["organ_ml"]
+    plain_liver_ml = float((plain > 0).sum()) * float(np.prod(study.image.header.get_zooms())) / 1000.0
+    assert np.array_equal(limited, brighter) and 0.5 * plain_liver_ml < organ_ml < 1.5 * plain_liver_ml
+    assert np.array_equal(label(band, dark_liver_tta_hu=20, dark_liver_hu=110, dark_liver_max_ml=organ_ml - 1), plain)
+    assert reports[-1]["ran"] is False and reports[-1]["organ_ml"] == organ_ml
     for option in ("intensity_tta_hu", "dark_liver_tta_hu"):
         with pytest.raises(InvalidInput, match=option):
             band({"image": str(path), "device": "cpu", option: 500})

@@ -50,6 +50,7 @@ from ..transforms.postprocess import (
     CleanUp,
     LiverTumorPostprocessd,
     channel_argmax,
+    organ,
     tumour_biased,
     unsure_tumours_dropped,
 )
@@ -136,7 +137,10 @@ class LiverTumorInfer(BasicInferTask):
             def report(decision: dict[str, Any]) -> None:  # into the result's JSON
                 data[self.output_json_key] = {**data.get(self.output_json_key, {}), "second_pass": decision}
 
-            inner = IntensityShiftInferer(inner, rule, float(np.prod(self.settings.spacing)) / 1000.0, report)
+            spacing = self.settings.spacing
+            inner = IntensityShiftInferer(
+                inner, rule, lambda label: float(organ(label, spacing).sum()) * float(np.prod(spacing)) / 1000.0,
+                report)
         return AutocastInferer(inner, torch.device(device).type, self._dtype(data))
 
     def _dtype(self, data: dict[str, Any]) -> torch.dtype | None:

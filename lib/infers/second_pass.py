@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from monai.inferers import Inferer
 
@@ -25,10 +26,10 @@ from ..transforms.preprocess import WINDOW_SPAN_HU, window_to_hu
 
 @dataclass(frozen=True)
 class ShiftRule:
-    """The shift (HU) of the second pass for the first pass's liver, its median (HU) and its volume with its tumours
-    (mL): `bright_shift_hu` from `bright_from_hu` up, `dark_shift_hu` under `dark_below_hu` (and, with `dark_max_ml`,
-    under that volume: a dark liver the first pass mostly lost), else (or without a liver) 0, no second pass. A shift
-    of 0 turns its end off."""
+    """The shift (HU) of the second pass for the first pass's liver, from its median (HU) and, asked only where it
+    matters, its organ's volume (mL): `bright_shift_hu` from `bright_from_hu` up, `dark_shift_hu` under
+    `dark_below_hu` (and, with `dark_max_ml`, under that volume: a dark liver the first pass mostly lost), else (or
+    without a liver) 0, no second pass. A shift of 0 turns its end off."""
 
     bright_shift_hu: float = 0.0
     bright_from_hu: float = 90.0
@@ -36,13 +37,13 @@ class ShiftRule:
     dark_below_hu: float = 35.0
     dark_max_ml: float = 0.0  # 0: whatever the volume
 
-    def __call__(self, median_hu: float | None, liver_ml: float = 0.0) -> float:
+    def __call__(self, median_hu: float | None, organ_ml: Callable[[], float] = lambda: 0.0) -> float:
         if median_hu is None:
             return 0.0
         if self.bright_shift_hu and median_hu >= self.bright_from_hu:
             return self.bright_shift_hu
         if self.dark_shift_hu and median_hu < self.dark_below_hu and (not self.dark_max_ml
-                                                                       or liver_ml < self.dark_max_ml):
+                                                                       or organ_ml() < self.dark_max_ml):
             return self.dark_shift_hu
         return 0.0
 
@@ -53,25 +54,32 @@ class ShiftRule:
 class IntensityShiftInferer(Inferer):
     """Runs `inner` on the input; where `rule` gives the median of the liver it finds (label 1 by argmax) a shift,
     also on the input shifted by it (clipped to the window again), and returns the mean of the two, but the first's
-    logits where it called tumour. `voxel_ml`: the input's voxel volume. `report` hears what was decided: whether the
-    second pass ran, the first pass's liver median (HU, None without a liver) and volume with its tumours (mL), the
-    shift (0 where none ran)."""
+    logits where it called tumour. `organ_ml`: the volume (mL) of the organ a label (X, Y, Z) would be cleaned to,
+    where the rule asks. `report` hears what was decided: whether the second pass ran, the first pass's liver median
+    (HU, None without a liver) and, where it was asked, its organ's volume, the shift (0 where none ran)."""
 
-    def __init__(self, inner: Inferer, rule: ShiftRule, voxel_ml: float = 0.001,
+    def __init__(self, inner: Inferer, rule: ShiftRule, organ_ml: Callable[[np.ndarray], float] | None = None,
                  report: Callable[[dict[str, Any]], None] | None = None) -> None:
         super().__init__()
-        self.inner, self.rule, self.voxel_ml, self.report = inner, rule, voxel_ml, report
+        self.inner, self.rule, self.organ_ml, self.report = inner, rule, organ_ml, report
 
     def __call__(self, inputs: torch.Tensor, network: Any, *args: Any, **kwargs: Any):
         first = self.inner(inputs, network, *args, **kwargs)
         label = channel_argmax(first[0])[None]  # one study: torch.argmax over channels is 5 times slower here
         liver = (label == LIVER).to(inputs.device)
         median = float(window_to_hu(inputs[liver].float().median())) if bool(liver.any()) else None
-        liver_ml = float((label >= LIVER).sum()) * self.voxel_ml
-        shift_hu = self.rule(median, liver_ml)
+        asked: dict[str, float] = {}
+
+        def organ_ml() -> float:
+            if self.organ_ml is None:
+                raise ValueError("the rule has a volume limit but the inferer was given no organ_ml")
+            asked["organ_ml"] = round(self.organ_ml(label[0, 0].to(torch.uint8).cpu().numpy()), 1)
+            return asked["organ_ml"]
+
+        shift_hu = self.rule(median, organ_ml)
         if self.report is not None:
             self.report({"ran": bool(shift_hu), "liver_median_hu": None if median is None else round(median, 1),
-                         "liver_ml": round(liver_ml, 1), "shift_hu": shift_hu})
+                         **asked, "shift_hu": shift_hu})
         if not shift_hu:
             return first
         shifted = (inputs + shift_hu / WINDOW_SPAN_HU).clamp_(0.0, 1.0)

@@ -56,6 +56,14 @@ def clean_label(label: np.ndarray, spacing: tuple[float, float, float], margin_m
     return out
 
 
+def organ(label: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
+    """The organ clean_label keeps: the largest connected component of liver and tumour together, less what hangs on
+    it by a thin strand (boolean, the label's shape)."""
+    keep = KeepLargestConnectedComponent(applied_labels=[1, 2], is_onehot=False, independent=False)
+    largest = np.asarray(keep(torch.tensor(label[None])))[0] > 0  # a copy: the transform works in place
+    return _without_bridges(largest, spacing)
+
+
 def _labelled_box(label: np.ndarray, spacing: tuple[float, float, float]) -> tuple[slice, ...] | None:
     """The box around every labelled voxel, widened by one step of the strand cut's coarse grid and started on
     that grid, so that the clean-up inside it gives the label it gives over the whole volume (the components, the
@@ -78,10 +86,7 @@ def _coarse_step(spacing: tuple[float, float, float], bridge_mm: float = BRIDGE_
 def _clean_box(label: np.ndarray, spacing: tuple[float, float, float], margin_mm: float, min_tumour_ml: float,
                min_liver_around: float = 0.0) -> np.ndarray:
     """clean_label's work on a box that holds every labelled voxel."""
-    keep = KeepLargestConnectedComponent(applied_labels=[1, 2], is_onehot=False, independent=False)
-    largest = np.asarray(keep(torch.tensor(label[None])))[0] > 0  # a copy: the transform works in place
-    largest = _without_bridges(largest, spacing)
-    liver = (label == 1) & largest
+    liver = (label == 1) & organ(label, spacing)
     out = liver.astype(np.uint8)
     # MONAI filters components by size, not by their distance to another class: that part is done here
     components, n = ndimage.label(label == 2, structure=FULL_CONNECTIVITY)
