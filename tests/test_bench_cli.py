@@ -55,8 +55,9 @@ def test_bench_accuracy_measures_lesions_and_draws_them(tmp_path):
         shutil.copy(ROOT / "sample-data" / "truth" / f"{sid}.nii.gz", studies / "truth" / f"{sid}.nii.gz")
     proc = run_cli("bench", "accuracy", "--studies", studies, "--picture", tmp_path / "labels.png",
                    "--lesion-chart", tmp_path / "lesions.png", "--conf", "spacing", "3",
-                   # the second pass's gate out of reach: it never runs, and each study's first-pass median is kept
-                   "--conf", "intensity_tta_hu", "-20", "--conf", "intensity_tta_liver_hu", "1000")
+                   # both second passes' gates out of reach: neither runs, and each study's first-pass median is kept
+                   "--conf", "intensity_tta_hu", "-20", "--conf", "intensity_tta_liver_hu", "1000",
+                   "--conf", "dark_liver_hu", "-1000")
     assert proc.returncode == 0, proc.stderr[-1500:]
     result = json.loads(proc.stdout)
     mean = result["mean"]

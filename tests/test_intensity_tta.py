@@ -95,8 +95,10 @@ def test_a_request_with_the_option_returns_the_two_passes_label(tmp_path):
     def task(module: torch.nn.Module) -> LiverTumorInfer:
         net = tmp_path / f"{type(module).__name__}.ts"
         torch.jit.script(module).save(str(net))
+        # the dark pass (on by default) off, and without its volume limit: each request turns on what it measures
         settings = Settings.from_conf({"pretrained_path": str(net), "spacing": "3", "roi_size": "64",
-                                       "locator_path": "none", "denoise_above_hu": "0", "cpu_bf16": "false"})
+                                       "locator_path": "none", "denoise_above_hu": "0", "cpu_bf16": "false",
+                                       "dark_liver_tta_hu": "0", "dark_liver_max_ml": "0"})
         return LiverTumorInfer([str(net)], settings, "test")
 
     reports = []
@@ -132,6 +134,7 @@ def test_a_request_with_the_option_returns_the_two_passes_label(tmp_path):
     assert np.array_equal(limited, brighter) and 0.5 * plain_liver_ml < organ_ml < 1.5 * plain_liver_ml
     assert np.array_equal(label(band, dark_liver_tta_hu=20, dark_liver_hu=110, dark_liver_max_ml=organ_ml - 1), plain)
     assert reports[-1]["ran"] is False and reports[-1]["organ_ml"] == organ_ml
+    assert Settings().dark_liver_tta_hu == 20 and Settings().dark_liver_max_ml == 800  # the shipped defaults
     for option in ("intensity_tta_hu", "dark_liver_tta_hu"):
         with pytest.raises(InvalidInput, match=option):
             band({"image": str(path), "device": "cpu", option: 500})
