@@ -231,8 +231,8 @@ class Settings:
         "time on the study shifted by this many HU (above 0: brighter; 20 found a phantom's liver the first pass had "
         "lost, under the network's floor); averaged as intensity_tta_hu's; 0: none", between(-100, 100), ["infer"]))
     dark_liver_hu: float = field(default=35.0, metadata=_option(
-        "the median CT number (HU) under which the first pass's liver is dark (35: between the phantoms' darkest "
-        "normal livers, 46 HU and up, and their fatty livers without contrast, near 22 HU)", request=["infer"]))
+        "the median CT number (HU) under which the first pass's liver is dark (35: between the phantoms' normal "
+        "livers, 46 HU and up, and their fatty livers without contrast, 14 to 34 HU)", request=["infer"]))
     dark_liver_max_ml: float = field(default=800.0, metadata=_option(
         "the dark liver's second pass only where the organ the clean-up keeps of the first pass (liver and tumour) is "
         "under this many mL: a dark liver it mostly lost (800: half a small adult liver); 0: whatever its volume",
