@@ -1,14 +1,16 @@
-"""A second pass of the network on the study shifted in CT number, where the first pass's liver lies outside the
-phantoms' range: darker for an enhanced liver brighter than theirs, brighter for a fatty or non-contrast one darker.
+"""A second pass of the network on the study shifted in CT number, where the first pass's liver lies at an edge of
+what the network learnt: darker for an enhanced liver brighter than the phantoms', brighter for a dark one it lost.
 
 Every network trained here learnt a ceiling on the liver's CT number (the phantoms' portal-venous livers, 98 to 125
 HU): a brighter real liver is missed in its brighter part (docs/model-log.md). A pass 20 HU darker sees that part
 within the ceiling; on a dark liver it would push the liver under the network's floor. At the floor (a fatty liver
-without contrast, first-pass median near 20 HU) the network may miss the liver whole; a pass 20 HU brighter finds it.
-Which pass runs is decided by the first pass's liver (`ShiftRule`); the two passes' logits are averaged, and the
-second cannot take a tumour the first found (averaged, it lost a held-out phantom's bright, hypervascular, lesions).
-MONAI's test-time augmentation (monai.data.TestTimeAugmentation) inverts random transforms and votes on labels; this is
-one fixed shift with nothing to invert, decided by the first pass, so it wraps the inferer."""
+without contrast, first-pass median 14 to 34 HU) the network may miss the liver whole, and a pass 20 HU brighter
+finds it; run where the first pass had found the liver, that pass added other organs to it, so it runs only where the
+organ the first pass keeps is small. Which pass runs is decided by the first pass's liver (`ShiftRule`); the two
+passes' logits are averaged, and the second cannot take a tumour the first found (averaged, it lost a held-out
+phantom's bright, hypervascular, lesions). MONAI's test-time augmentation (monai.data.TestTimeAugmentation) inverts
+random transforms and votes on labels; this is one fixed shift with nothing to invert, decided by the first pass, so
+it wraps the inferer."""
 
 from __future__ import annotations
 
