@@ -18,6 +18,8 @@ from lib.infers.liver_tumor import LiverTumorInfer
 from lib.infers.second_pass import IntensityShiftInferer, ShiftRule
 from lib.settings import HU_WINDOW, Settings
 
+ONE_MM = (1.0, 1.0, 1.0)  # the inferer's voxel spacing, for a volume no rule here asks
+
 
 class LiverInABand(torch.nn.Module):
     """Liver where the windowed CT is between 0.4 and 0.6 (63 to 105 HU), background elsewhere; tumour never."""
@@ -62,11 +64,12 @@ def test_the_two_passes_are_averaged_and_the_shifted_one_stays_in_the_window():
     first = liver_everywhere(x)
     second = liver_everywhere((x + step).clamp(0, 1))
     # the liver (everything) has a median of 0.5 of the window, 84 HU: a gate under it lets the second pass run
-    out = IntensityShiftInferer(SimpleInferer(), ShiftRule(shift, 83.5))(x, liver_everywhere)
+    out = IntensityShiftInferer(SimpleInferer(), ShiftRule(shift, 83.5), ONE_MM)(x, liver_everywhere)
     assert torch.allclose(out, (first + second) / 2)
     assert float(out[0, 1].flatten()[1]) == pytest.approx(1.025)  # 1 + (0.05 + 0.0) / 2: the shifted 0.05 clipped
     # a gate above the liver's median: the first pass alone
-    assert torch.equal(IntensityShiftInferer(SimpleInferer(), ShiftRule(shift, 84.5))(x, liver_everywhere), first)
+    above = IntensityShiftInferer(SimpleInferer(), ShiftRule(shift, 84.5), ONE_MM)
+    assert torch.equal(above(x, liver_everywhere), first)
 
 
 @torch.no_grad()
@@ -80,7 +83,7 @@ def test_where_the_first_pass_calls_tumour_the_darker_pass_cannot_take_it():
     x = torch.tensor([0.3, 0.4, 0.52, 0.54, 0.7]).reshape(1, 1, 5, 1, 1)
     net = TumourAboveHalf()
     first, second = net(x), net((x - 0.1).clamp(0, 1))
-    out = IntensityShiftInferer(SimpleInferer(), ShiftRule(-21.0, -1000.0))(x, net)
+    out = IntensityShiftInferer(SimpleInferer(), ShiftRule(-21.0, -1000.0), ONE_MM)(x, net)
     assert ((first + second) / 2).argmax(1).flatten().tolist() == [1, 1, 1, 1, 2]
     assert out.argmax(1).flatten().tolist() == [1, 1, 2, 2, 2] == first.argmax(1).flatten().tolist()
     tumour = (first.argmax(1, keepdim=True) == 2).expand_as(first)

@@ -50,7 +50,6 @@ from ..transforms.postprocess import (
     CleanUp,
     LiverTumorPostprocessd,
     channel_argmax,
-    organ,
     tumour_biased,
     unsure_tumours_dropped,
 )
@@ -137,10 +136,7 @@ class LiverTumorInfer(BasicInferTask):
             def report(decision: dict[str, Any]) -> None:  # into the result's JSON
                 data[self.output_json_key] = {**data.get(self.output_json_key, {}), "second_pass": decision}
 
-            spacing = self.settings.spacing
-            inner = IntensityShiftInferer(
-                inner, rule, lambda label: float(organ(label, spacing).sum()) * float(np.prod(spacing)) / 1000.0,
-                report)
+            inner = IntensityShiftInferer(inner, rule, self.settings.spacing, report)
         return AutocastInferer(inner, torch.device(device).type, self._dtype(data))
 
     def _dtype(self, data: dict[str, Any]) -> torch.dtype | None:

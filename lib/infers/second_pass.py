@@ -22,7 +22,7 @@ import torch
 from monai.inferers import Inferer
 
 from ..metrics.lesions import LIVER, TUMOUR
-from ..transforms.postprocess import channel_argmax
+from ..transforms.postprocess import channel_argmax, organ
 from ..transforms.preprocess import WINDOW_SPAN_HU, window_to_hu
 
 
@@ -56,14 +56,15 @@ class ShiftRule:
 class IntensityShiftInferer(Inferer):
     """Runs `inner` on the input; where `rule` gives the median of the liver it finds (label 1 by argmax) a shift,
     also on the input shifted by it (clipped to the window again), and returns the mean of the two, but the first's
-    logits where it called tumour. `organ_ml`: the volume (mL) of the organ a label (X, Y, Z) would be cleaned to,
-    where the rule asks. `report` hears what was decided: whether the second pass ran, the first pass's liver median
-    (HU, None without a liver) and, where it was asked, its organ's volume, the shift (0 where none ran)."""
+    logits where it called tumour. `spacing`: the input's voxel spacing (mm), for the volume of the organ the
+    clean-up would keep of the first pass, where the rule asks. `report` hears what was decided: whether the second
+    pass ran, the first pass's liver median (HU, None without a liver) and, where it was asked, its organ's volume
+    (mL), the shift (0 where none ran)."""
 
-    def __init__(self, inner: Inferer, rule: ShiftRule, organ_ml: Callable[[np.ndarray], float] | None = None,
+    def __init__(self, inner: Inferer, rule: ShiftRule, spacing: tuple[float, float, float],
                  report: Callable[[dict[str, Any]], None] | None = None) -> None:
         super().__init__()
-        self.inner, self.rule, self.organ_ml, self.report = inner, rule, organ_ml, report
+        self.inner, self.rule, self.spacing, self.report = inner, rule, spacing, report
 
     def __call__(self, inputs: torch.Tensor, network: Any, *args: Any, **kwargs: Any):
         first = self.inner(inputs, network, *args, **kwargs)
@@ -73,9 +74,8 @@ class IntensityShiftInferer(Inferer):
         asked: dict[str, float] = {}
 
         def organ_ml() -> float:
-            if self.organ_ml is None:
-                raise ValueError("the rule has a volume limit but the inferer was given no organ_ml")
-            asked["organ_ml"] = round(self.organ_ml(label[0, 0].to(torch.uint8).cpu().numpy()), 1)
+            voxels = int(organ(label[0, 0].to(torch.uint8).cpu().numpy(), self.spacing).sum())
+            asked["organ_ml"] = round(voxels * float(np.prod(self.spacing)) / 1000.0, 1)
             return asked["organ_ml"]
 
         shift_hu = self.rule(median, organ_ml)

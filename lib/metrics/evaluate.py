@@ -23,9 +23,9 @@ def evaluate(infer: Callable[[dict], tuple], cases: Iterable[tuple[str, Path, Pa
              known: Callable[[Path], list[dict] | None] | None = None, keep: Path | None = None) -> list[dict]:
     """Run infer({"image": path, ...}) on each (id, image, truth) and measure Dice per class, the whole liver's
     Dice and the millilitres it adds and misses, lesion detection and latency; the noise the app measured (and the
-    smoothing) and, with the second pass's option set, its decision (the first pass's liver median) are kept beside
-    them. known(image): what is known of its true lesions (lesion_detection). keep: a folder to keep the labels in
-    (<id>.nii.gz), else they are removed."""
+    smoothing) and, where a second pass's rule is on (the dark liver's by default), its decision (the first pass's
+    liver median, the shift) are kept beside them. known(image): what is known of its true lesions
+    (lesion_detection). keep: a folder to keep the labels in (<id>.nii.gz), else they are removed."""
     rows = []
     for case_id, image, truth in cases:
         start = time.perf_counter()
